@@ -1,0 +1,289 @@
+// Package config owns walhook's configuration: the keys, their defaults, how
+// they are loaded (defaults < YAML file < WALHOOK_* environment, through
+// koanf) and validated.
+//
+// Every key has a default here and a documented line in config/walhook.yaml;
+// a test keeps the two in step. Unknown keys and bad values are errors that
+// name the key, so a typo never silently falls back to a default.
+//
+// Environment variables: WALHOOK_ followed by the key in upper case with dots
+// replaced by underscores (delivery.allow_private_networks is
+// WALHOOK_DELIVERY_ALLOW_PRIVATE_NETWORKS). Lists are comma-separated.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration of one walhook process.
+type Config struct {
+	Database        Database      `koanf:"database"`
+	Listen          string        `koanf:"listen"`
+	AdminListen     string        `koanf:"admin_listen"`
+	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
+	Log             Log           `koanf:"log"`
+	API             API           `koanf:"api"`
+	Auth            Auth          `koanf:"auth"`
+	Outbox          Outbox        `koanf:"outbox"`
+	Replication     Replication   `koanf:"replication"`
+	Delivery        Delivery      `koanf:"delivery"`
+	// EventTypes is the catalogue of event types the app emits, offered when
+	// subscribing; types seen on the stream are added to it.
+	EventTypes []string `koanf:"event_types"`
+}
+
+// Database says where walhook's Postgres is.
+type Database struct {
+	// URL of the app's Postgres; empty starts an embedded private server.
+	URL string `koanf:"url"`
+	// Schema holds walhook's own tables.
+	Schema string `koanf:"schema"`
+	// DataDir of the embedded server (only without URL).
+	DataDir  string `koanf:"data_dir"`
+	MaxConns int    `koanf:"max_conns"`
+}
+
+// Log configures log/slog output.
+type Log struct {
+	Level  string `koanf:"level"`
+	Format string `koanf:"format"`
+}
+
+// API configures the management API on Listen.
+type API struct {
+	// Prefix under which walhook serves its own routes.
+	Prefix string `koanf:"prefix"`
+}
+
+// Auth configures who may call the management API.
+type Auth struct {
+	// Tokens are bearer tokens with access to every tenant.
+	Tokens []string `koanf:"tokens"`
+}
+
+// Outbox describes the table the app inserts events into.
+type Outbox struct {
+	Table           string  `koanf:"table"`
+	Columns         Columns `koanf:"columns"`
+	MaxPayloadBytes int     `koanf:"max_payload_bytes"`
+}
+
+// Columns names the outbox columns; TenantID and CreatedAt may be empty when
+// the table has no such column.
+type Columns struct {
+	ID        string `koanf:"id"`
+	EventType string `koanf:"event_type"`
+	Payload   string `koanf:"payload"`
+	TenantID  string `koanf:"tenant_id"`
+	CreatedAt string `koanf:"created_at"`
+}
+
+// Replication configures the logical replication stream.
+type Replication struct {
+	Slot        string `koanf:"slot"`
+	Publication string `koanf:"publication"`
+	// StatusInterval is how often the confirmed position is reported even
+	// when nothing changed (Postgres' wal_sender_timeout is 60s by default).
+	StatusInterval time.Duration `koanf:"status_interval"`
+	// HeartbeatInterval is how often walhook writes a transactional logical
+	// message so an idle outbox does not pin WAL; 0 disables it.
+	HeartbeatInterval time.Duration `koanf:"heartbeat_interval"`
+}
+
+// Delivery configures outbound webhook requests.
+type Delivery struct {
+	Timeout              time.Duration   `koanf:"timeout"`
+	AllowPrivateNetworks bool            `koanf:"allow_private_networks"`
+	MaxAttempts          int             `koanf:"max_attempts"`
+	RetrySchedule        []time.Duration `koanf:"retry_schedule"`
+	// Workers bounds concurrent requests across all endpoints.
+	Workers int `koanf:"workers"`
+	// EndpointInflight bounds concurrent requests to one endpoint.
+	EndpointInflight int `koanf:"endpoint_inflight"`
+	// ResponseBodyLimit is how many characters of a response are kept.
+	ResponseBodyLimit int    `koanf:"response_body_limit"`
+	UserAgent         string `koanf:"user_agent"`
+}
+
+// Defaults returns the configuration used where nothing else is said.
+func Defaults() Config {
+	return Config{
+		Database: Database{
+			Schema:   "walhook",
+			DataDir:  ".walhook/pg",
+			MaxConns: 8,
+		},
+		Listen:          "127.0.0.1:8080",
+		AdminListen:     "127.0.0.1:9090",
+		ShutdownTimeout: 30 * time.Second,
+		Log:             Log{Level: "info", Format: "text"},
+		API:             API{Prefix: "/webhooks/"},
+		Auth:            Auth{Tokens: []string{}},
+		Outbox: Outbox{
+			Table: "public.webhook_outbox",
+			Columns: Columns{
+				ID:        "id",
+				EventType: "event_type",
+				Payload:   "payload",
+				TenantID:  "tenant_id",
+				CreatedAt: "created_at",
+			},
+			MaxPayloadBytes: 256 << 10,
+		},
+		Replication: Replication{
+			Slot:              "walhook",
+			Publication:       "walhook",
+			StatusInterval:    time.Second,
+			HeartbeatInterval: 30 * time.Second,
+		},
+		Delivery: Delivery{
+			Timeout:           10 * time.Second,
+			MaxAttempts:       5,
+			RetrySchedule:     []time.Duration{time.Minute, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 12 * time.Hour},
+			Workers:           256,
+			EndpointInflight:  8,
+			ResponseBodyLimit: 1000,
+			UserAgent:         "walhook",
+		},
+		EventTypes: []string{},
+	}
+}
+
+// FieldError is a configuration error about one key.
+type FieldError struct {
+	Key     string
+	Message string
+}
+
+func (e *FieldError) Error() string { return e.Key + ": " + e.Message }
+
+var (
+	identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]*$`)
+	// Slot names are restricted by Postgres to lower case, digits, underscore.
+	slotRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+)
+
+// Validate checks every value; the error joins one *FieldError per problem.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &FieldError{Key: key, Message: fmt.Sprintf(format, args...)})
+	}
+	if c.Database.URL != "" {
+		u, err := url.Parse(c.Database.URL)
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			bad("database.url", "must be a postgres:// URL")
+		}
+	}
+	if !identRE.MatchString(c.Database.Schema) {
+		bad("database.schema", "%q is not a plain SQL identifier", c.Database.Schema)
+	}
+	if c.Database.URL == "" && c.Database.DataDir == "" {
+		bad("database.data_dir", "must be set when database.url is empty")
+	}
+	if c.Database.MaxConns < 2 {
+		bad("database.max_conns", "must be at least 2, got %d", c.Database.MaxConns)
+	}
+	for key, addr := range map[string]string{"listen": c.Listen, "admin_listen": c.AdminListen} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			bad(key, "%q is not host:port", addr)
+		}
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("shutdown_timeout", "must be positive")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "must be text or json, got %q", c.Log.Format)
+	}
+	if !strings.HasPrefix(c.API.Prefix, "/") || !strings.HasSuffix(c.API.Prefix, "/") {
+		bad("api.prefix", "must start and end with /, got %q", c.API.Prefix)
+	}
+	for i, tok := range c.Auth.Tokens {
+		if len(tok) < 16 {
+			bad(fmt.Sprintf("auth.tokens[%d]", i), "must be at least 16 characters")
+		}
+	}
+	if _, _, err := SplitTable(c.Outbox.Table); err != nil {
+		bad("outbox.table", "%v", err)
+	}
+	cols := map[string]string{
+		"outbox.columns.id":         c.Outbox.Columns.ID,
+		"outbox.columns.event_type": c.Outbox.Columns.EventType,
+		"outbox.columns.payload":    c.Outbox.Columns.Payload,
+		"outbox.columns.tenant_id":  c.Outbox.Columns.TenantID,
+		"outbox.columns.created_at": c.Outbox.Columns.CreatedAt,
+	}
+	for key, col := range cols {
+		optional := key == "outbox.columns.tenant_id" || key == "outbox.columns.created_at"
+		if col == "" && optional {
+			continue
+		}
+		if !identRE.MatchString(col) {
+			bad(key, "%q is not a plain SQL identifier", col)
+		}
+	}
+	if c.Outbox.MaxPayloadBytes < 1 {
+		bad("outbox.max_payload_bytes", "must be positive")
+	}
+	if !slotRE.MatchString(c.Replication.Slot) {
+		bad("replication.slot", "%q: use 1-63 lower-case letters, digits or _", c.Replication.Slot)
+	}
+	if !identRE.MatchString(c.Replication.Publication) {
+		bad("replication.publication", "%q is not a plain SQL identifier", c.Replication.Publication)
+	}
+	if c.Replication.StatusInterval <= 0 || c.Replication.StatusInterval > 30*time.Second {
+		bad("replication.status_interval", "must be between 0 and 30s, got %s", c.Replication.StatusInterval)
+	}
+	if c.Replication.HeartbeatInterval < 0 {
+		bad("replication.heartbeat_interval", "must not be negative")
+	}
+	if c.Delivery.Timeout <= 0 {
+		bad("delivery.timeout", "must be positive")
+	}
+	if c.Delivery.MaxAttempts < 1 {
+		bad("delivery.max_attempts", "must be at least 1, got %d", c.Delivery.MaxAttempts)
+	}
+	if len(c.Delivery.RetrySchedule) == 0 {
+		bad("delivery.retry_schedule", "must list at least one delay")
+	}
+	for i, d := range c.Delivery.RetrySchedule {
+		if d <= 0 {
+			bad(fmt.Sprintf("delivery.retry_schedule[%d]", i), "must be positive, got %s", d)
+		}
+	}
+	if c.Delivery.Workers < 1 {
+		bad("delivery.workers", "must be at least 1")
+	}
+	if c.Delivery.EndpointInflight < 1 {
+		bad("delivery.endpoint_inflight", "must be at least 1")
+	}
+	if c.Delivery.ResponseBodyLimit < 0 {
+		bad("delivery.response_body_limit", "must not be negative")
+	}
+	return errors.Join(errs...)
+}
+
+// SplitTable splits "schema.table" (schema defaults to public).
+func SplitTable(s string) (schema, table string, err error) {
+	schema, table = "public", s
+	if i := strings.IndexByte(s, '.'); i >= 0 {
+		schema, table = s[:i], s[i+1:]
+	}
+	if !identRE.MatchString(schema) || !identRE.MatchString(table) {
+		return "", "", fmt.Errorf("%q is not schema.table of plain SQL identifiers", s)
+	}
+	return schema, table, nil
+}
