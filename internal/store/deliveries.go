@@ -1,0 +1,171 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+const deliveryColumns = `d.id, d.endpoint_id, d.event_id, d.event_type, coalesce(d.tenant_id, ''), d.status, d.attempts, d.max_attempts,
+	coalesce(d.next_retry_at, 'epoch'::timestamptz), coalesce(d.last_status_code, 0), coalesce(d.last_response, ''), coalesce(d.last_error, ''),
+	d.created_at, d.updated_at, coalesce(d.delivered_at, 'epoch'::timestamptz)`
+
+func scanDelivery(row pgx.Row, extra ...any) (*Delivery, error) {
+	var d Delivery
+	var status string
+	dest := append([]any{&d.ID, &d.EndpointID, &d.EventID, &d.EventType, &d.TenantID, &status, &d.Attempts, &d.MaxAttempts,
+		&d.NextRetryAt, &d.LastStatusCode, &d.LastResponse, &d.LastError, &d.CreatedAt, &d.UpdatedAt, &d.DeliveredAt}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return nil, err
+	}
+	d.Status = Status(status)
+	for _, t := range []*time.Time{&d.NextRetryAt, &d.DeliveredAt} {
+		if t.Unix() == 0 {
+			*t = time.Time{}
+		}
+	}
+	return &d, nil
+}
+
+// DeliveryFilter selects deliveries for listing, newest first.
+type DeliveryFilter struct {
+	Tenant     *string // nil: all tenants
+	EndpointID string
+	Status     Status
+	Limit      int
+}
+
+// ListDeliveries returns deliveries newest first.
+func (s *Store) ListDeliveries(ctx context.Context, f DeliveryFilter) ([]*Delivery, error) {
+	var where []string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	if f.Tenant != nil {
+		where = append(where, "coalesce(d.tenant_id, '') = "+arg(*f.Tenant))
+	}
+	if f.EndpointID != "" {
+		where = append(where, "d.endpoint_id = "+arg(f.EndpointID))
+	}
+	if f.Status != "" {
+		where = append(where, "d.status = "+arg(string(f.Status)))
+	}
+	sql := `SELECT ` + deliveryColumns + ` FROM deliveries d`
+	if len(where) > 0 {
+		sql += " WHERE " + strings.Join(where, " AND ")
+	}
+	sql += " ORDER BY d.created_at DESC, d.id DESC LIMIT " + arg(f.Limit)
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list deliveries: %w", err)
+	}
+	defer rows.Close()
+	var out []*Delivery
+	for rows.Next() {
+		d, err := scanDelivery(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list deliveries: %w", err)
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list deliveries: %w", err)
+	}
+	return out, nil
+}
+
+// GetDelivery returns one delivery.
+func (s *Store) GetDelivery(ctx context.Context, id string) (*Delivery, error) {
+	d, err := scanDelivery(s.pool.QueryRow(ctx, `SELECT `+deliveryColumns+` FROM deliveries d WHERE d.id = $1`, id))
+	if err == pgx.ErrNoRows {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read delivery %s: %w", id, err)
+	}
+	return d, nil
+}
+
+// ListAttempts returns the attempts of a delivery in order.
+func (s *Store) ListAttempts(ctx context.Context, deliveryID string) ([]Attempt, error) {
+	rows, err := s.pool.Query(ctx, `SELECT delivery_id, attempt, endpoint_id, started_at, duration_us, coalesce(status_code, 0),
+		coalesce(response, ''), coalesce(error, '') FROM attempts WHERE delivery_id = $1 ORDER BY attempt`, deliveryID)
+	if err != nil {
+		return nil, fmt.Errorf("list attempts of %s: %w", deliveryID, err)
+	}
+	defer rows.Close()
+	var out []Attempt
+	for rows.Next() {
+		var a Attempt
+		var us int64
+		if err := rows.Scan(&a.DeliveryID, &a.Attempt, &a.EndpointID, &a.StartedAt, &us, &a.StatusCode, &a.Response, &a.Error); err != nil {
+			return nil, fmt.Errorf("list attempts of %s: %w", deliveryID, err)
+		}
+		a.Duration = time.Duration(us) * time.Microsecond
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// ScheduledDelivery is an unfinished delivery's id and due time.
+type ScheduledDelivery struct {
+	ID  string
+	Due time.Time
+}
+
+// ScanUnfinished calls fn for every pending or retrying delivery, in due
+// order; pending ones (interrupted attempts) are due at once.
+func (s *Store) ScanUnfinished(ctx context.Context, fn func(ScheduledDelivery) error) error {
+	rows, err := s.pool.Query(ctx, `SELECT id, coalesce(next_retry_at, created_at) FROM deliveries
+		WHERE status IN ('pending', 'retrying') ORDER BY next_retry_at NULLS FIRST`)
+	if err != nil {
+		return fmt.Errorf("load unfinished deliveries: %w", err)
+	}
+	defer rows.Close()
+	var sd ScheduledDelivery
+	for rows.Next() {
+		if err := rows.Scan(&sd.ID, &sd.Due); err != nil {
+			return fmt.Errorf("load unfinished deliveries: %w", err)
+		}
+		if err := fn(sd); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// DueDelivery is a delivery loaded for its next attempt, with its event.
+type DueDelivery struct {
+	Delivery
+	Payload        []byte
+	EventCreatedAt time.Time
+}
+
+// LoadDue reads the deliveries among ids that are still unfinished and due by
+// now, with their payloads. Ids that were finished or rescheduled meanwhile
+// are left out: the scheduler's index may be stale, the table is not.
+func (s *Store) LoadDue(ctx context.Context, ids []string, now time.Time) ([]DueDelivery, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+deliveryColumns+`, e.payload, e.created_at
+		FROM deliveries d JOIN events e ON e.id = d.event_id
+		WHERE d.id = ANY($1) AND d.status IN ('pending', 'retrying') AND coalesce(d.next_retry_at, d.created_at) <= $2`, ids, now)
+	if err != nil {
+		return nil, fmt.Errorf("load due deliveries: %w", err)
+	}
+	defer rows.Close()
+	out := make([]DueDelivery, 0, len(ids))
+	for rows.Next() {
+		var dd DueDelivery
+		d, err := scanDelivery(rows, &dd.Payload, &dd.EventCreatedAt)
+		if err != nil {
+			return nil, fmt.Errorf("load due deliveries: %w", err)
+		}
+		dd.Delivery = *d
+		out = append(out, dd)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,144 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Outbox names the app's outbox table and its columns. TenantID and
+// CreatedAt may be empty when the table lacks them.
+type Outbox struct {
+	Schema, Table                               string
+	ID, EventType, Payload, TenantID, CreatedAt string
+}
+
+func (o Outbox) ident() string { return pgx.Identifier{o.Schema, o.Table}.Sanitize() }
+
+// EnsureOutbox creates the outbox table when it is absent and checks that an
+// existing one has the configured columns.
+func (s *Store) EnsureOutbox(ctx context.Context, o Outbox) error {
+	var exists bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = $2)`, o.Schema, o.Table).Scan(&exists); err != nil {
+		return fmt.Errorf("look up outbox table: %w", err)
+	}
+	if !exists {
+		cols := []string{
+			pgx.Identifier{o.ID}.Sanitize() + " bigserial PRIMARY KEY",
+			pgx.Identifier{o.EventType}.Sanitize() + " text NOT NULL",
+			pgx.Identifier{o.Payload}.Sanitize() + " jsonb NOT NULL",
+		}
+		if o.TenantID != "" {
+			cols = append(cols, pgx.Identifier{o.TenantID}.Sanitize()+" text")
+		}
+		if o.CreatedAt != "" {
+			cols = append(cols, pgx.Identifier{o.CreatedAt}.Sanitize()+" timestamptz NOT NULL DEFAULT now()")
+		}
+		sql := "CREATE TABLE IF NOT EXISTS " + o.ident() + " (" + strings.Join(cols, ", ") + ")"
+		if _, err := s.pool.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("create outbox table %s.%s: %w", o.Schema, o.Table, err)
+		}
+		return nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2`, o.Schema, o.Table)
+	if err != nil {
+		return fmt.Errorf("read outbox columns: %w", err)
+	}
+	have, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("read outbox columns: %w", err)
+	}
+	set := map[string]bool{}
+	for _, c := range have {
+		set[c] = true
+	}
+	for key, col := range map[string]string{"id": o.ID, "event_type": o.EventType, "payload": o.Payload, "tenant_id": o.TenantID, "created_at": o.CreatedAt} {
+		if col != "" && !set[col] {
+			return fmt.Errorf("outbox table %s.%s has no column %q (outbox.columns.%s): add it or point the setting at an existing column", o.Schema, o.Table, col, key)
+		}
+	}
+	return nil
+}
+
+// EndpointsPublication is the publication carrying endpoint changes, so
+// they reach the stream in commit order with the events.
+func EndpointsPublication(publication string) string { return publication + "_endpoints" }
+
+// EnsureReplication creates the publications (first: a slot does not see a
+// publication created after it) and then the logical slot. Rows committed
+// after the slot exists are streamed; earlier ones are not.
+func (s *Store) EnsureReplication(ctx context.Context, slot, publication string, o Outbox) error {
+	if err := s.ensurePublication(ctx, publication, o.ident(), o.Schema, o.Table, "insert"); err != nil {
+		return err
+	}
+	epPub := EndpointsPublication(publication)
+	if err := s.ensurePublication(ctx, epPub, pgx.Identifier{s.schema, "endpoints"}.Sanitize(), s.schema, "endpoints", "insert, update, delete"); err != nil {
+		return err
+	}
+	var plugin, walStatus string
+	err := s.pool.QueryRow(ctx, `SELECT plugin, coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&plugin, &walStatus)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		if _, err := s.pool.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot); err != nil {
+			return fmt.Errorf("create replication slot %s: %w", slot, err)
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("look up replication slot %s: %w", slot, err)
+	case plugin != "pgoutput":
+		return fmt.Errorf("replication slot %s exists with plugin %s, walhook needs pgoutput: drop it or set replication.slot to another name", slot, plugin)
+	case walStatus == "lost":
+		return fmt.Errorf("replication slot %s was invalidated by max_slot_wal_keep_size (its WAL is gone, events were lost): drop it with SELECT pg_drop_replication_slot('%s') and restart walhook, then re-emit what was missed", slot, slot)
+	}
+	return nil
+}
+
+func (s *Store) ensurePublication(ctx context.Context, name, tableIdent, schema, table, publish string) error {
+	var exists bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, name).Scan(&exists); err != nil {
+		return fmt.Errorf("look up publication %s: %w", name, err)
+	}
+	pub := pgx.Identifier{name}.Sanitize()
+	if !exists {
+		sql := "CREATE PUBLICATION " + pub + " FOR TABLE " + tableIdent + " WITH (publish = '" + publish + "')"
+		if _, err := s.pool.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("create publication %s: %w", name, err)
+		}
+		return nil
+	}
+	var covers bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3)`, name, schema, table).Scan(&covers); err != nil {
+		return fmt.Errorf("look up publication %s: %w", name, err)
+	}
+	if !covers {
+		if _, err := s.pool.Exec(ctx, "ALTER PUBLICATION "+pub+" SET TABLE "+tableIdent); err != nil {
+			return fmt.Errorf("point publication %s at %s.%s: %w", name, schema, table, err)
+		}
+	}
+	return nil
+}
+
+// Cursor returns the recorded stream position of slot (0 when none).
+func (s *Store) Cursor(ctx context.Context, slot string) (uint64, error) {
+	var lsn int64
+	err := s.pool.QueryRow(ctx, `SELECT lsn FROM stream_cursors WHERE slot = $1`, slot).Scan(&lsn)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read stream cursor of %s: %w", slot, err)
+	}
+	return uint64(lsn), nil
+}
+
+// EmitHeartbeat writes a transactional logical message into the WAL so an
+// idle outbox still gives the slot a position to confirm.
+func (s *Store) EmitHeartbeat(ctx context.Context, prefix string) error {
+	if _, err := s.pool.Exec(ctx, `SELECT pg_logical_emit_message(true, $1, '')`, prefix); err != nil {
+		return fmt.Errorf("emit heartbeat: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,124 @@
+package store_test
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/walhook/walhook/internal/pgtest"
+	"github.com/walhook/walhook/internal/store"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+func open(t *testing.T) *store.Store {
+	t.Helper()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	s, err := store.Open(ctx, db.DSN, "walhook", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestMigrateIsIdempotentAndReported(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("second migrate: %v", err)
+	}
+	ok, err := s.MigrationsApplied(ctx)
+	if err != nil || !ok {
+		t.Fatalf("MigrationsApplied = %v, %v", ok, err)
+	}
+}
+
+func TestEnsureReplicationCreatesPublicationsThenSlot(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	ob := store.Outbox{Schema: "public", Table: "webhook_outbox", ID: "id", EventType: "event_type", Payload: "payload", TenantID: "tenant_id", CreatedAt: "created_at"}
+	if err := s.EnsureOutbox(ctx, ob); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ { // idempotent
+		if err := s.EnsureReplication(ctx, "walhook_t", "walhook", ob); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n int
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_publication_tables WHERE pubname IN ('walhook', 'walhook_endpoints')`).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("publication tables = %d, %v", n, err)
+	}
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'walhook_t' AND plugin = 'pgoutput'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("slots = %d, %v", n, err)
+	}
+	missing := ob
+	missing.TenantID = "customer"
+	if err := s.EnsureOutbox(ctx, missing); err == nil {
+		t.Fatal("EnsureOutbox accepted a table without the configured tenant column")
+	}
+}
+
+func TestWriteBatchRecordsAndUpdates(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	b := &store.Batch{
+		Events: []store.Event{{ID: "evt_1", Type: "order.created", Payload: []byte(`{"a":1}`), LSN: 100, CreatedAt: now, ReceivedAt: now}},
+		Deliveries: []store.Delivery{
+			{ID: "d1", EndpointID: "ep_a", EventID: "evt_1", EventType: "order.created", Status: store.StatusPending, MaxAttempts: 5, CreatedAt: now, UpdatedAt: now},
+			{ID: "d2", EndpointID: "ep_b", EventID: "evt_1", EventType: "order.created", Status: store.StatusDelivered, Attempts: 1, MaxAttempts: 5, LastStatusCode: 200, CreatedAt: now, UpdatedAt: now, DeliveredAt: now},
+		},
+		Attempts:   []store.Attempt{{DeliveryID: "d2", Attempt: 1, EndpointID: "ep_b", StartedAt: now, Duration: time.Millisecond, StatusCode: 200, Response: "ok"}},
+		EventTypes: []string{"order.created"},
+		Slot:       "s", Cursor: 120,
+	}
+	if err := s.WriteBatch(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	retryAt := now.Add(time.Minute)
+	if err := s.WriteBatch(ctx, &store.Batch{
+		Updates:  []store.Delivery{{ID: "d1", Status: store.StatusRetrying, Attempts: 1, NextRetryAt: retryAt, LastStatusCode: 500, LastResponse: "boom", UpdatedAt: now}},
+		Attempts: []store.Attempt{{DeliveryID: "d1", Attempt: 1, EndpointID: "ep_a", StartedAt: now, StatusCode: 500, Response: "boom"}},
+		Slot:     "s", Cursor: 110, // older: must not move the cursor back
+	}); err != nil {
+		t.Fatal(err)
+	}
+	d1, err := s.GetDelivery(ctx, "d1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d1.Status != store.StatusRetrying || d1.Attempts != 1 || !d1.NextRetryAt.Equal(retryAt) || d1.LastStatusCode != 500 || d1.LastResponse != "boom" {
+		t.Fatalf("d1 after update = %+v", d1)
+	}
+	if c, err := s.Cursor(ctx, "s"); err != nil || c != 120 {
+		t.Fatalf("cursor = %d, %v; want 120", c, err)
+	}
+	var unfinished []string
+	if err := s.ScanUnfinished(ctx, func(sd store.ScheduledDelivery) error { unfinished = append(unfinished, sd.ID); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(unfinished) != 1 || unfinished[0] != "d1" {
+		t.Fatalf("unfinished = %v", unfinished)
+	}
+	due, err := s.LoadDue(ctx, []string{"d1", "d2"}, retryAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(due) != 1 || due[0].ID != "d1" || string(due[0].Payload) != `{"a": 1}` {
+		t.Fatalf("due = %+v", due)
+	}
+	if due, _ := s.LoadDue(ctx, []string{"d1"}, now); len(due) != 0 {
+		t.Fatal("LoadDue returned a delivery before its retry time")
+	}
+	list, err := s.ListDeliveries(ctx, store.DeliveryFilter{EndpointID: "ep_b", Limit: 10})
+	if err != nil || len(list) != 1 || list[0].ID != "d2" {
+		t.Fatalf("list = %v, %v", list, err)
+	}
+}
