@@ -102,6 +102,8 @@ type Delivery struct {
 	AllowPrivateNetworks bool            `koanf:"allow_private_networks"`
 	MaxAttempts          int             `koanf:"max_attempts"`
 	RetrySchedule        []time.Duration `koanf:"retry_schedule"`
+	// RetryJitter spreads each retry delay by ±this fraction.
+	RetryJitter float64 `koanf:"retry_jitter"`
 	// Workers bounds concurrent requests across all endpoints.
 	Workers int `koanf:"workers"`
 	// EndpointInflight bounds concurrent requests to one endpoint.
@@ -146,6 +148,7 @@ func Defaults() Config {
 			Timeout:           10 * time.Second,
 			MaxAttempts:       5,
 			RetrySchedule:     []time.Duration{time.Minute, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 12 * time.Hour},
+			RetryJitter:       0.2,
 			Workers:           256,
 			EndpointInflight:  8,
 			ResponseBodyLimit: 1000,
@@ -263,6 +266,9 @@ func (c *Config) Validate() error {
 		if d <= 0 {
 			bad(fmt.Sprintf("delivery.retry_schedule[%d]", i), "must be positive, got %s", d)
 		}
+	}
+	if c.Delivery.RetryJitter < 0 || c.Delivery.RetryJitter > 0.5 {
+		bad("delivery.retry_jitter", "must be between 0 and 0.5, got %v", c.Delivery.RetryJitter)
 	}
 	if c.Delivery.Workers < 1 {
 		bad("delivery.workers", "must be at least 1")

@@ -299,7 +299,7 @@ func (c *Cluster) Port() int { return c.port }
 
 // DSN returns a connection string for database db as the superuser.
 func (c *Cluster) DSN(db string) string {
-	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", Superuser, c.port, db)
+	return DSNForPort(c.port, db)
 }
 
 // BinDir is the directory of the PostgreSQL binaries in use.
@@ -375,4 +375,32 @@ func (t *tail) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return string(t.buf)
+}
+
+// Running reports the port of a server already running on dataDir, read
+// from its postmaster.pid, so a second walhook command can reach the
+// embedded database of a running `walhook serve`.
+func Running(dataDir string) (port int, ok bool) {
+	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
+	if err != nil {
+		return 0, false
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 4 {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(lines[0]))
+	if err != nil {
+		return 0, false
+	}
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return 0, false
+	}
+	port, err = strconv.Atoi(strings.TrimSpace(lines[3]))
+	return port, err == nil
+}
+
+// DSNForPort is the superuser DSN of a server on a loopback port.
+func DSNForPort(port int, db string) string {
+	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", Superuser, port, db)
 }

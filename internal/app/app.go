@@ -1,0 +1,367 @@
+// Package app wires walhook together and owns the start and stop order of
+// its parts. It is imported only by entry points (cmd/walhook, tests that
+// run the whole service).
+//
+// Start order: database (embedded or configured) → checks and migrations →
+// publications and slot → routing table → scheduler loaded with unfinished
+// deliveries → recorder, dispatcher, scheduler running → replication stream
+// → HTTP listeners. Stop order is the reverse, so that in-flight attempts
+// finish (or stay pending) and their results are written before the process
+// exits; the slot is confirmed only up to what was written.
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/walhook/walhook/internal/api"
+	"github.com/walhook/walhook/internal/config"
+	"github.com/walhook/walhook/internal/delivery"
+	"github.com/walhook/walhook/internal/manage"
+	"github.com/walhook/walhook/internal/metrics"
+	"github.com/walhook/walhook/internal/netguard"
+	"github.com/walhook/walhook/internal/pgcluster"
+	"github.com/walhook/walhook/internal/pipeline"
+	"github.com/walhook/walhook/internal/recorder"
+	"github.com/walhook/walhook/internal/retry"
+	"github.com/walhook/walhook/internal/route"
+	"github.com/walhook/walhook/internal/scheduler"
+	"github.com/walhook/walhook/internal/store"
+	"github.com/walhook/walhook/internal/stream"
+)
+
+// Version is set at build time (-ldflags "-X .../app.Version=...").
+var Version = "dev"
+
+// Database returns the DSN to use: database.url, or an embedded server on
+// database.data_dir (started here unless a walhook already runs it). stop
+// shuts down a server started here.
+func Database(ctx context.Context, cfg *config.Config, log *slog.Logger) (dsn string, stop func(), err error) {
+	if cfg.Database.URL != "" {
+		return cfg.Database.URL, func() {}, nil
+	}
+	if port, ok := pgcluster.Running(cfg.Database.DataDir); ok {
+		return pgcluster.DSNForPort(port, "postgres"), func() {}, nil
+	}
+	log.Info("no database.url: starting embedded PostgreSQL", "data_dir", cfg.Database.DataDir)
+	c, err := pgcluster.Start(ctx, pgcluster.Options{DataDir: cfg.Database.DataDir})
+	if err != nil {
+		return "", nil, fmt.Errorf("embedded postgres: %w", err)
+	}
+	dsn = c.DSN("postgres")
+	log.Info("embedded PostgreSQL running", "dsn", dsn, "bindir", c.BinDir())
+	return dsn, func() {
+		if err := c.Stop("fast"); err != nil {
+			log.Error("stop embedded postgres", "err", err)
+		}
+	}, nil
+}
+
+// OutboxOf translates the outbox settings.
+func OutboxOf(cfg *config.Config) store.Outbox {
+	schema, table, _ := config.SplitTable(cfg.Outbox.Table) // validated by config
+	c := cfg.Outbox.Columns
+	return store.Outbox{Schema: schema, Table: table, ID: c.ID, EventType: c.EventType, Payload: c.Payload, TenantID: c.TenantID, CreatedAt: c.CreatedAt}
+}
+
+// Prepare opens the store and makes the database ready: prerequisites,
+// migrations, outbox table, publications and slot.
+func Prepare(ctx context.Context, cfg *config.Config, dsn string) (*store.Store, error) {
+	st, err := store.Open(ctx, dsn, cfg.Database.Schema, cfg.Database.MaxConns)
+	if err != nil {
+		return nil, err
+	}
+	steps := []func(context.Context) error{
+		st.CheckPrerequisites,
+		st.Migrate,
+		func(ctx context.Context) error { return st.EnsureOutbox(ctx, OutboxOf(cfg)) },
+		func(ctx context.Context) error {
+			return st.EnsureReplication(ctx, cfg.Replication.Slot, cfg.Replication.Publication, OutboxOf(cfg))
+		},
+	}
+	for _, step := range steps {
+		if err := step(ctx); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
+// Service builds the management service for a store.
+func Service(cfg *config.Config, st *store.Store) *manage.Service {
+	return &manage.Service{Store: st, Network: netguard.Policy{AllowPrivate: cfg.Delivery.AllowPrivateNetworks}}
+}
+
+// Server is a running walhook.
+type Server struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	Store    *store.Store
+	Registry *prometheus.Registry
+	Stream   *stream.Stream
+	Router   *route.Router
+
+	APIAddr, AdminAddr string
+
+	stopDB func()
+	stop   context.CancelFunc
+	done   chan struct{}
+	err    error
+}
+
+// Run starts walhook and blocks until ctx ends, then shuts down in order.
+func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	s, err := Start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return s.Stop()
+}
+
+// Start starts walhook and returns once it is streaming and serving.
+func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, error) {
+	dsn, stopDB, err := Database(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	st, err := Prepare(ctx, cfg, dsn)
+	if err != nil {
+		stopDB()
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, Store: st, stopDB: stopDB, done: make(chan struct{})}
+	if err := s.start(ctx, dsn); err != nil {
+		st.Close()
+		stopDB()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) start(ctx context.Context, dsn string) error {
+	cfg, log, st := s.cfg, s.log, s.Store
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	m.BuildInfo.WithLabelValues(Version, runtime.Version()).Set(1)
+	s.Registry = reg
+
+	router := route.NewRouter()
+	eps, err := st.ListEndpoints(ctx, store.EndpointFilter{})
+	if err != nil {
+		return err
+	}
+	if err := router.Replace(eps); err != nil {
+		return err
+	}
+	s.Router = router
+	cursor, err := st.Cursor(ctx, cfg.Replication.Slot)
+	if err != nil {
+		return err
+	}
+
+	policy := retry.Policy{Schedule: cfg.Delivery.RetrySchedule, MaxAttempts: cfg.Delivery.MaxAttempts, Jitter: cfg.Delivery.RetryJitter}
+	var sched *scheduler.Scheduler
+	rec := recorder.New(recorder.Options{Store: st, Slot: cfg.Replication.Slot, Scheduler: schedulerRef{&sched}, Logger: log, Metrics: m})
+	rec.SetDurable(cursor)
+	disp := delivery.New(delivery.Options{
+		Workers: cfg.Delivery.Workers, EndpointInflight: cfg.Delivery.EndpointInflight, Timeout: cfg.Delivery.Timeout,
+		BodyLimit: cfg.Delivery.ResponseBodyLimit, UserAgent: cfg.Delivery.UserAgent, Policy: policy,
+		Network: netguard.Policy{AllowPrivate: cfg.Delivery.AllowPrivateNetworks}, Logger: log, Metrics: m,
+	}, rec)
+	sched = scheduler.New(scheduler.Options{Store: st, Router: router, Dispatcher: disp, Sink: rec, Logger: log, Metrics: m})
+	loaded, err := sched.Load(ctx)
+	if err != nil {
+		return err
+	}
+	log.Info("scheduler loaded unfinished deliveries", "count", loaded)
+
+	pipe := pipeline.New(pipeline.Options{
+		Outbox: pipeline.Outbox{Outbox: OutboxOf(cfg), MaxPayloadBytes: cfg.Outbox.MaxPayloadBytes},
+		Schema: cfg.Database.Schema, MaxAttempts: cfg.Delivery.MaxAttempts,
+		Store: st, Router: router, Recorder: rec, Dispatcher: disp, Logger: log, Metrics: m,
+	})
+	s.Stream = stream.New(stream.Options{
+		DSN: dsn, Slot: cfg.Replication.Slot,
+		Publications:   []string{cfg.Replication.Publication, store.EndpointsPublication(cfg.Replication.Publication)},
+		StatusInterval: cfg.Replication.StatusInterval, Logger: log,
+		OnConfirm: func(lsn uint64) { m.ConfirmedLSN.Set(float64(lsn)) },
+	}, pipe)
+
+	apiLn, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	adminLn, err := net.Listen("tcp", cfg.AdminListen)
+	if err != nil {
+		apiLn.Close()
+		return fmt.Errorf("admin listen %s: %w", cfg.AdminListen, err)
+	}
+	s.APIAddr, s.AdminAddr = apiLn.Addr().String(), adminLn.Addr().String()
+	if len(cfg.Auth.Tokens) == 0 {
+		log.Warn("auth.tokens is empty: the management API refuses every request (set WALHOOK_AUTH_TOKENS)")
+	}
+	apiSrv := &http.Server{Handler: api.Handler(api.Options{Prefix: cfg.API.Prefix, Tokens: cfg.Auth.Tokens, Service: Service(cfg, st), Logger: log}),
+		ReadHeaderTimeout: 10 * time.Second}
+	adminSrv := &http.Server{Handler: s.adminHandler(reg), ReadHeaderTimeout: 10 * time.Second}
+
+	// Lifetimes: the stream stops first, then listeners, scheduler and
+	// dispatcher; the recorder last, so it writes every result.
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	recCtx, stopRec := context.WithCancel(context.WithoutCancel(ctx))
+	s.stop = stopRun
+	var wg, recWG sync.WaitGroup
+	recWG.Add(1)
+	go func() { defer recWG.Done(); rec.Run(recCtx) }()
+	wg.Add(5)
+	go func() { defer wg.Done(); sched.Run(runCtx) }()
+	go func() {
+		defer wg.Done()
+		if err := s.Stream.Run(runCtx, cursor); err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("replication stream stopped", "err", err)
+		}
+	}()
+	go func() { defer wg.Done(); s.heartbeat(runCtx) }()
+	go func() { defer wg.Done(); s.observe(runCtx, m) }()
+	go func() {
+		defer wg.Done()
+		serve := func(srv *http.Server, ln net.Listener) {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("http server stopped", "addr", ln.Addr(), "err", err)
+			}
+		}
+		go serve(apiSrv, apiLn)
+		go serve(adminSrv, adminLn)
+		<-runCtx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = apiSrv.Shutdown(sctx)
+		_ = adminSrv.Shutdown(sctx)
+	}()
+	log.Info("walhook serving", "listen", s.APIAddr, "admin_listen", s.AdminAddr, "slot", cfg.Replication.Slot,
+		"outbox", cfg.Outbox.Table, "endpoints", len(eps))
+
+	go func() {
+		defer close(s.done)
+		wg.Wait()
+		disp.Stop(cfg.ShutdownTimeout)
+		stopRec()
+		recWG.Wait()
+		st.Close()
+		s.stopDB()
+		log.Info("walhook stopped")
+	}()
+	return nil
+}
+
+// schedulerRef breaks the construction cycle recorder → scheduler →
+// dispatcher → recorder: the scheduler exists before anything runs.
+type schedulerRef struct{ s **scheduler.Scheduler }
+
+func (r schedulerRef) Schedule(id string, at time.Time) { (*r.s).Schedule(id, at) }
+
+// Stop shuts walhook down in order and waits for it.
+func (s *Server) Stop() error {
+	s.stop()
+	<-s.done
+	return s.err
+}
+
+// heartbeat writes a transactional logical message now and then, so an idle
+// outbox still gives the slot something to confirm and WAL is not pinned.
+func (s *Server) heartbeat(ctx context.Context) {
+	if s.cfg.Replication.HeartbeatInterval <= 0 {
+		return
+	}
+	t := time.NewTicker(s.cfg.Replication.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.Store.EmitHeartbeat(ctx, "walhook-heartbeat"); err != nil && ctx.Err() == nil {
+				s.log.Warn("heartbeat failed", "err", err)
+			}
+		}
+	}
+}
+
+// observe copies stream state into gauges.
+func (s *Server) observe(ctx context.Context, m *metrics.Metrics) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		st := s.Stream.Status()
+		m.ReceivedLSN.Set(float64(st.Received))
+		if st.Connected {
+			m.StreamConnected.Set(1)
+		} else {
+			m.StreamConnected.Set(0)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Server) adminHandler(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		problems := s.readiness(r.Context())
+		w.Header().Set("Content-Type", "application/json")
+		if len(problems) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			writeReadiness(w, "unavailable", problems)
+			return
+		}
+		writeReadiness(w, "ok", nil)
+	})
+	return mux
+}
+
+// readiness lists what keeps walhook from doing its job.
+func (s *Server) readiness(ctx context.Context) []string {
+	var problems []string
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := s.Store.Ping(ctx); err != nil {
+		problems = append(problems, "database unreachable: "+err.Error())
+	} else if ok, err := s.Store.MigrationsApplied(ctx); err != nil || !ok {
+		problems = append(problems, "migrations not applied")
+	}
+	st := s.Stream.Status()
+	switch {
+	case !st.Connected:
+		problems = append(problems, "replication stream not connected")
+	case time.Since(st.LastActivity) > 3*s.cfg.Replication.StatusInterval+30*time.Second:
+		problems = append(problems, "replication stream stalled: nothing from postgres since "+st.LastActivity.UTC().Format(time.RFC3339))
+	}
+	return problems
+}
+
+func writeReadiness(w http.ResponseWriter, status string, problems []string) {
+	body := struct {
+		Status   string   `json:"status"`
+		Problems []string `json:"problems,omitempty"`
+	}{status, problems}
+	_ = json.NewEncoder(w).Encode(body)
+}

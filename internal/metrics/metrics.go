@@ -1,0 +1,115 @@
+// Package metrics defines walhook's Prometheus metrics. Collectors live in a
+// Metrics value registered on a registry the caller owns: there is no global
+// registry. Label values come from small fixed sets (outcomes, result
+// classes), never from ids, so cardinality stays bounded.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Event outcomes.
+const (
+	EventRouted       = "routed"
+	EventNoSubscriber = "no_subscriber"
+	EventDeadLettered = "dead_lettered"
+)
+
+// Attempt result classes.
+const (
+	Class2xx       = "2xx"
+	Class3xx       = "3xx"
+	Class4xx       = "4xx"
+	Class5xx       = "5xx"
+	ClassTimeout   = "timeout"
+	ClassConnError = "connection_error"
+	ClassBlocked   = "blocked"
+)
+
+// Metrics holds every collector walhook exports.
+type Metrics struct {
+	Events          *prometheus.CounterVec
+	Deliveries      *prometheus.CounterVec
+	Attempts        *prometheus.CounterVec
+	AttemptDuration prometheus.Histogram
+	EndToEnd        prometheus.Histogram
+	InFlight        prometheus.Gauge
+	RetryScheduled  prometheus.Gauge
+	RetryDue        prometheus.Gauge
+	ReceivedLSN     prometheus.Gauge
+	ConfirmedLSN    prometheus.Gauge
+	StreamConnected prometheus.Gauge
+	BatchRows       prometheus.Histogram
+	FlushDuration   prometheus.Histogram
+	BuildInfo       *prometheus.GaugeVec
+}
+
+// New creates the collectors and registers them (with the Go and process
+// collectors) on reg.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "walhook_events_total", Help: "Outbox events received from the replication stream, by outcome.",
+		}, []string{"outcome"}),
+		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "walhook_deliveries_total", Help: "Deliveries that reached a final status (delivered or failed).",
+		}, []string{"status"}),
+		Attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "walhook_attempts_total", Help: "Delivery attempts by result class.",
+		}, []string{"class"}),
+		AttemptDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "walhook_attempt_duration_seconds", Help: "Duration of delivery attempts (request sent to response read).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}),
+		EndToEnd: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "walhook_end_to_end_latency_seconds", Help: "From the source transaction's commit to a 2xx answer of the first attempt.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
+		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "walhook_inflight_requests", Help: "Webhook requests under way.",
+		}),
+		RetryScheduled: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "walhook_retry_scheduled", Help: "Deliveries waiting in the scheduler for a later attempt.",
+		}),
+		RetryDue: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "walhook_retry_due", Help: "Deliveries due for an attempt but not yet sent.",
+		}),
+		ReceivedLSN: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "walhook_replication_received_lsn", Help: "Highest WAL position received from the slot.",
+		}),
+		ConfirmedLSN: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "walhook_replication_confirmed_lsn", Help: "WAL position confirmed to Postgres (everything before it is recorded).",
+		}),
+		StreamConnected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "walhook_replication_connected", Help: "1 while the replication stream is connected.",
+		}),
+		BatchRows: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "walhook_store_batch_rows", Help: "Rows written per group commit.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 9),
+		}),
+		FlushDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "walhook_store_flush_duration_seconds", Help: "Duration of one group commit.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5},
+		}),
+		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "walhook_build_info", Help: "Build information; always 1.",
+		}, []string{"version", "goversion"}),
+	}
+	reg.MustRegister(m.Events, m.Deliveries, m.Attempts, m.AttemptDuration, m.EndToEnd, m.InFlight,
+		m.RetryScheduled, m.RetryDue, m.ReceivedLSN, m.ConfirmedLSN, m.StreamConnected, m.BatchRows, m.FlushDuration, m.BuildInfo,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, o := range []string{EventRouted, EventNoSubscriber, EventDeadLettered} {
+		m.Events.WithLabelValues(o)
+	}
+	for _, s := range []string{"delivered", "failed"} {
+		m.Deliveries.WithLabelValues(s)
+	}
+	for _, c := range []string{Class2xx, Class3xx, Class4xx, Class5xx, ClassTimeout, ClassConnError, ClassBlocked} {
+		m.Attempts.WithLabelValues(c)
+	}
+	return m
+}
+
+// Discard returns metrics registered nowhere, for tests and tools.
+func Discard() *Metrics { return New(prometheus.NewRegistry()) }

@@ -1,0 +1,266 @@
+// Package pipeline turns committed transactions from the stream into work:
+// outbox inserts become events (or dead letters), events are matched to
+// endpoints, each match becomes a delivery that is handed to the recorder
+// and then to the dispatcher; endpoint changes that arrive on the same
+// stream update the routing table in commit order, so a change applies
+// exactly to the events committed after it.
+//
+// Ids are derived, not random, so a transaction streamed again after a crash
+// produces the same ids: an event is "evt_" + its transaction's commit LSN
+// and its position in the transaction; a delivery is a hash of event id and
+// endpoint id, and is sent as webhook-id, so a re-sent request can be
+// recognised by the receiver.
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/walhook/walhook/internal/delivery"
+	"github.com/walhook/walhook/internal/metrics"
+	"github.com/walhook/walhook/internal/recorder"
+	"github.com/walhook/walhook/internal/route"
+	"github.com/walhook/walhook/internal/store"
+	"github.com/walhook/walhook/internal/stream"
+)
+
+// Outbox says which relation is the outbox and which columns hold what.
+type Outbox struct {
+	store.Outbox
+	MaxPayloadBytes int
+}
+
+// Options configure a Pipeline.
+type Options struct {
+	Outbox      Outbox
+	Schema      string // walhook's schema, where the endpoints table lives
+	MaxAttempts int
+	Store       *store.Store
+	Router      *route.Router
+	Recorder    *recorder.Recorder
+	Dispatcher  *delivery.Dispatcher
+	Logger      *slog.Logger
+	Metrics     *metrics.Metrics
+}
+
+// Pipeline is the stream's handler.
+type Pipeline struct {
+	opts Options
+	log  *slog.Logger
+	m    *metrics.Metrics
+	seen map[string]bool // event types already in the catalogue
+}
+
+// maxSeenTypes bounds the memo of catalogued event types.
+const maxSeenTypes = 10000
+
+// New makes a pipeline.
+func New(opts Options) *Pipeline {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.Discard()
+	}
+	return &Pipeline{opts: opts, log: opts.Logger, m: opts.Metrics, seen: map[string]bool{}}
+}
+
+// Durable implements stream.Handler.
+func (p *Pipeline) Durable() uint64 { return p.opts.Recorder.Durable() }
+
+// Ready implements stream.Handler.
+func (p *Pipeline) Ready(ctx context.Context) error { return p.opts.Recorder.Ready(ctx) }
+
+// HandleTxn implements stream.Handler.
+func (p *Pipeline) HandleTxn(ctx context.Context, txn *stream.Txn) error {
+	now := time.Now()
+	rec := &recorder.Txn{EndLSN: txn.EndLSN}
+	var jobs []*delivery.Job
+	ob := p.opts.Outbox
+	for i := range txn.Changes {
+		c := &txn.Changes[i]
+		if c.Rel == nil {
+			continue // logical message (heartbeat)
+		}
+		switch {
+		case c.Rel.Namespace == p.opts.Schema && c.Rel.Name == "endpoints":
+			if err := p.endpointChanged(ctx, c); err != nil {
+				return err
+			}
+		case c.Op == stream.Insert && c.Rel.Namespace == ob.Schema && c.Rel.Name == ob.Table:
+			ev, dl := p.decode(c, txn, i, now)
+			if dl != nil {
+				rec.DeadLetters = append(rec.DeadLetters, *dl)
+				p.m.Events.WithLabelValues(metrics.EventDeadLettered).Inc()
+				p.log.Warn("outbox row dead-lettered", "lsn", txn.CommitLSN, "outbox_id", dl.OutboxID, "reason", dl.Reason)
+				continue
+			}
+			rec.Events = append(rec.Events, *ev)
+			if !p.seen[ev.Type] && len(p.seen) < maxSeenTypes {
+				p.seen[ev.Type] = true
+				rec.EventTypes = append(rec.EventTypes, ev.Type)
+			}
+			targets := p.opts.Router.Table().Match(ev.TenantID, ev.Type)
+			if len(targets) == 0 {
+				p.m.Events.WithLabelValues(metrics.EventNoSubscriber).Inc()
+				continue
+			}
+			p.m.Events.WithLabelValues(metrics.EventRouted).Inc()
+			for _, ep := range targets {
+				id := DeliveryID(ev.ID, ep.ID)
+				rec.Deliveries = append(rec.Deliveries, store.Delivery{
+					ID: id, EndpointID: ep.ID, EventID: ev.ID, EventType: ev.Type, TenantID: ev.TenantID,
+					Status: store.StatusPending, MaxAttempts: p.opts.MaxAttempts, CreatedAt: now, UpdatedAt: now,
+				})
+				jobs = append(jobs, &delivery.Job{
+					DeliveryID: id, Endpoint: ep, EventID: ev.ID, EventType: ev.Type, EventTime: ev.CreatedAt,
+					Payload: ev.Payload, Attempt: 1, MaxAttempts: p.opts.MaxAttempts, CommitTime: txn.CommitTime,
+				})
+			}
+		}
+	}
+	// Recorded before dispatched: a result must find its delivery's row.
+	if err := p.opts.Recorder.Add(ctx, rec); err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		p.opts.Dispatcher.Submit(j)
+	}
+	return nil
+}
+
+func (p *Pipeline) endpointChanged(ctx context.Context, c *stream.Change) error {
+	col := c.Rel.Column("id")
+	if col < 0 || col >= len(c.Values) || c.Values[col] == nil {
+		return errors.New("endpoint change without id")
+	}
+	id := string(c.Values[col])
+	if c.Op == stream.Delete {
+		p.opts.Router.Remove(id)
+		return nil
+	}
+	e, err := p.opts.Store.GetEndpoint(ctx, id, nil)
+	if errors.Is(err, store.ErrNotFound) {
+		p.opts.Router.Remove(id)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reload endpoint %s: %w", id, err)
+	}
+	if err := p.opts.Router.Upsert(e); err != nil {
+		p.log.Error("endpoint cannot be used", "endpoint_id", id, "err", err)
+		p.opts.Router.Remove(id)
+	}
+	return nil
+}
+
+// EventID is the id of the index-th change of the transaction committed at
+// commitLSN.
+func EventID(commitLSN uint64, index int) string {
+	return fmt.Sprintf("evt_%016x%06x", commitLSN, index)
+}
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// DeliveryID derives the delivery (and webhook-id) of an event for an endpoint.
+func DeliveryID(eventID, endpointID string) string {
+	sum := sha256.Sum256([]byte(eventID + "/" + endpointID))
+	return "msg_" + idEncoding.EncodeToString(sum[:16])
+}
+
+// decode makes an event of an outbox insert, or a dead letter saying why not.
+func (p *Pipeline) decode(c *stream.Change, txn *stream.Txn, index int, now time.Time) (*store.Event, *store.DeadLetter) {
+	ob := p.opts.Outbox
+	get := func(name string) ([]byte, bool) {
+		if name == "" {
+			return nil, false
+		}
+		i := c.Rel.Column(name)
+		if i < 0 || i >= len(c.Values) {
+			return nil, false
+		}
+		return c.Values[i], true
+	}
+	outboxID, _ := get(ob.ID)
+	dead := func(format string, args ...any) (*store.Event, *store.DeadLetter) {
+		return nil, &store.DeadLetter{LSN: txn.CommitLSN, OutboxID: string(outboxID), Reason: fmt.Sprintf(format, args...), Raw: rawRow(c)}
+	}
+	typ, ok := get(ob.EventType)
+	switch {
+	case !ok:
+		return dead("outbox row has no column %q (outbox.columns.event_type)", ob.EventType)
+	case len(bytes.TrimSpace(typ)) == 0:
+		return dead("event type is empty or null")
+	case len(typ) > 200:
+		return dead("event type is longer than 200 characters")
+	}
+	payload, ok := get(ob.Payload)
+	switch {
+	case !ok:
+		return dead("outbox row has no column %q (outbox.columns.payload)", ob.Payload)
+	case payload == nil:
+		return dead("payload is null")
+	case len(payload) > ob.MaxPayloadBytes:
+		return dead("payload of %d bytes exceeds outbox.max_payload_bytes (%d)", len(payload), ob.MaxPayloadBytes)
+	case !json.Valid(payload):
+		return dead("payload is not valid JSON")
+	case bytes.Contains(payload, []byte(`\u0000`)):
+		return dead(`payload contains \u0000, which Postgres jsonb cannot store`)
+	}
+	ev := &store.Event{
+		ID: EventID(txn.CommitLSN, index), Type: string(typ), Payload: payload, OutboxID: string(outboxID),
+		LSN: txn.CommitLSN, CreatedAt: txn.CommitTime, ReceivedAt: now,
+	}
+	if tenant, ok := get(ob.TenantID); ok && tenant != nil {
+		ev.TenantID = string(tenant)
+	}
+	if created, ok := get(ob.CreatedAt); ok && created != nil {
+		if t, err := parseTimestamp(string(created)); err == nil {
+			ev.CreatedAt = t
+		}
+	}
+	return ev, nil
+}
+
+// rawRow keeps a dead row's columns as a JSON object, each value capped so a
+// huge bad payload does not become a huge dead letter.
+func rawRow(c *stream.Change) []byte {
+	const capBytes = 64 << 10
+	row := make(map[string]any, len(c.Rel.Columns))
+	for i, name := range c.Rel.Columns {
+		if i >= len(c.Values) || c.Values[i] == nil {
+			row[name] = nil
+			continue
+		}
+		v := c.Values[i]
+		if len(v) > capBytes {
+			row[name] = string(bytes.ToValidUTF8(v[:capBytes], nil)) + "…(truncated, " + strconv.Itoa(len(v)) + " bytes)"
+			continue
+		}
+		row[name] = string(bytes.ToValidUTF8(v, []byte("\uFFFD")))
+	}
+	b, err := json.Marshal(row)
+	if err != nil {
+		return []byte(`{}`)
+	}
+	// jsonb cannot hold \u0000 (json.Marshal escapes NUL bytes so).
+	return bytes.ReplaceAll(b, []byte(`\u0000`), []byte(`\ufffd`))
+}
+
+// parseTimestamp reads timestamptz/timestamp text output (DateStyle ISO).
+func parseTimestamp(s string) (time.Time, error) {
+	for _, layout := range []string{"2006-01-02 15:04:05.999999999Z07", "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999Z07:00:00", "2006-01-02 15:04:05.999999999"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("unrecognised timestamp %q", s)
+}

@@ -1,0 +1,275 @@
+// Package recorder makes walhook's work durable: it gathers events, new
+// deliveries, attempt results and dead letters from many goroutines and
+// writes them to the store in group commits, one transaction per batch.
+//
+// Invariants:
+//   - Durable() only moves past a transaction's end LSN once the batch
+//     holding every row that transaction produced has committed. The stream
+//     confirms nothing beyond Durable(), so a crash loses nothing that
+//     Postgres will not stream again.
+//   - A delivery's row is inserted before any update of it: a result that
+//     arrives while its delivery is still unwritten is folded into the
+//     insert (the common case at speed: one row per delivery), and one that
+//     arrives while that insert is being written waits for the next batch.
+//   - A retry is handed to the scheduler only after its state is committed.
+//   - A failed write keeps its batch and is retried with backoff; meanwhile
+//     Add refuses new transactions (the stream then disconnects instead of
+//     holding Postgres' walsender), and results keep accumulating.
+package recorder
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/walhook/walhook/internal/delivery"
+	"github.com/walhook/walhook/internal/metrics"
+	"github.com/walhook/walhook/internal/store"
+)
+
+// ErrUnavailable is returned by Add while the store cannot be written.
+var ErrUnavailable = errors.New("recorder: store unavailable")
+
+// Scheduler receives retries once they are durable.
+type Scheduler interface {
+	Schedule(id string, at time.Time)
+}
+
+// Txn is what one source transaction produced.
+type Txn struct {
+	EndLSN      uint64
+	Events      []store.Event
+	Deliveries  []store.Delivery
+	DeadLetters []store.DeadLetter
+	EventTypes  []string
+}
+
+// Options configure a Recorder.
+type Options struct {
+	Store     *store.Store
+	Slot      string
+	Scheduler Scheduler
+	Logger    *slog.Logger
+	Metrics   *metrics.Metrics
+	// MaxPending bounds rows waiting to be written; Add blocks beyond it.
+	MaxPending int
+}
+
+// Recorder batches writes.
+type Recorder struct {
+	opts Options
+	log  *slog.Logger
+	m    *metrics.Metrics
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	next    *pendingBatch
+	healthy bool
+	kick    chan struct{}
+	recov   chan struct{} // closed when the store is writable again
+
+	durable atomic.Uint64
+}
+
+type pendingBatch struct {
+	b       store.Batch
+	newIdx  map[string]int // delivery id → index in b.Deliveries
+	updIdx  map[string]int // delivery id → index in b.Updates
+	maxEnd  uint64
+	written int // rows, for back-pressure
+}
+
+func newPending() *pendingBatch {
+	return &pendingBatch{newIdx: map[string]int{}, updIdx: map[string]int{}}
+}
+
+// New makes a recorder; Run writes.
+func New(opts Options) *Recorder {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.Discard()
+	}
+	if opts.MaxPending <= 0 {
+		opts.MaxPending = 200_000
+	}
+	r := &Recorder{opts: opts, log: opts.Logger, m: opts.Metrics, next: newPending(), healthy: true,
+		kick: make(chan struct{}, 1), recov: make(chan struct{})}
+	close(r.recov)
+	r.cond = sync.NewCond(&r.mu)
+	return r
+}
+
+// SetDurable sets the starting position (the stream cursor at start).
+func (r *Recorder) SetDurable(lsn uint64) { r.durable.Store(lsn) }
+
+// Durable is the end LSN up to which every transaction's rows are written.
+func (r *Recorder) Durable() uint64 { return r.durable.Load() }
+
+// Ready blocks until the store is writable.
+func (r *Recorder) Ready(ctx context.Context) error {
+	r.mu.Lock()
+	ch := r.recov
+	r.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Add queues a transaction's rows. It blocks while too much is pending and
+// fails while the store is unavailable.
+func (r *Recorder) Add(ctx context.Context, t *Txn) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for r.healthy && r.next.written >= r.opts.MaxPending && ctx.Err() == nil {
+		r.cond.Wait()
+	}
+	if !r.healthy {
+		return ErrUnavailable
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p := r.next
+	p.b.Events = append(p.b.Events, t.Events...)
+	for _, d := range t.Deliveries {
+		p.newIdx[d.ID] = len(p.b.Deliveries)
+		p.b.Deliveries = append(p.b.Deliveries, d)
+	}
+	p.b.DeadLetters = append(p.b.DeadLetters, t.DeadLetters...)
+	p.b.EventTypes = append(p.b.EventTypes, t.EventTypes...)
+	p.maxEnd = max(p.maxEnd, t.EndLSN)
+	p.written += len(t.Events) + len(t.Deliveries) + len(t.DeadLetters)
+	r.signal()
+	return nil
+}
+
+// Result records an attempt's outcome (delivery.Sink).
+func (r *Recorder) Result(res delivery.Result) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.next
+	p.b.Attempts = append(p.b.Attempts, res.Attempt)
+	p.written++
+	d := res.Delivery
+	if i, ok := p.newIdx[d.ID]; ok {
+		row := &p.b.Deliveries[i]
+		row.Status, row.Attempts, row.NextRetryAt = d.Status, d.Attempts, d.NextRetryAt
+		row.LastStatusCode, row.LastResponse, row.LastError = d.LastStatusCode, d.LastResponse, d.LastError
+		row.UpdatedAt, row.DeliveredAt = d.UpdatedAt, d.DeliveredAt
+	} else if i, ok := p.updIdx[d.ID]; ok {
+		p.b.Updates[i] = d
+	} else {
+		p.updIdx[d.ID] = len(p.b.Updates)
+		p.b.Updates = append(p.b.Updates, d)
+		p.written++
+	}
+	r.signal()
+}
+
+func (r *Recorder) signal() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run writes batches until ctx ends, then writes what is left (bounded by
+// a short grace period) and returns.
+func (r *Recorder) Run(ctx context.Context) {
+	for {
+		select {
+		case <-r.kick:
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			for r.flushOnce(fctx) && fctx.Err() == nil {
+			}
+			cancel()
+			return
+		}
+		for r.flushOnce(ctx) {
+		}
+	}
+}
+
+// Flush writes everything pending now; for tests and shutdown.
+func (r *Recorder) Flush(ctx context.Context) {
+	for r.flushOnce(ctx) && ctx.Err() == nil {
+	}
+}
+
+// flushOnce writes the pending batch; it reports whether it wrote anything.
+func (r *Recorder) flushOnce(ctx context.Context) bool {
+	r.mu.Lock()
+	p := r.next
+	if p.written == 0 && p.maxEnd == 0 {
+		r.mu.Unlock()
+		return false
+	}
+	r.next = newPending()
+	r.cond.Broadcast()
+	r.mu.Unlock()
+
+	b := &p.b
+	if b.Rows() > 0 || len(b.EventTypes) > 0 {
+		b.Slot, b.Cursor = r.opts.Slot, p.maxEnd
+	}
+	backoff := 50 * time.Millisecond
+	for {
+		start := time.Now()
+		err := r.opts.Store.WriteBatch(ctx, b)
+		if err == nil {
+			r.m.FlushDuration.Observe(time.Since(start).Seconds())
+			r.m.BatchRows.Observe(float64(b.Rows()))
+			break
+		}
+		if ctx.Err() != nil {
+			r.log.Error("recording stopped with unwritten rows; they will be streamed again", "rows", b.Rows(), "err", err)
+			return false
+		}
+		r.setHealthy(false)
+		r.log.Error("recording failed; retrying", "rows", b.Rows(), "err", err, "in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+	r.setHealthy(true)
+	if p.maxEnd > r.durable.Load() {
+		r.durable.Store(p.maxEnd)
+	}
+	if r.opts.Scheduler != nil {
+		for _, rows := range [][]store.Delivery{b.Deliveries, b.Updates} {
+			for i := range rows {
+				if rows[i].Status == store.StatusRetrying {
+					r.opts.Scheduler.Schedule(rows[i].ID, rows[i].NextRetryAt)
+				}
+			}
+		}
+	}
+	return true
+}
+
+func (r *Recorder) setHealthy(ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.healthy == ok {
+		return
+	}
+	r.healthy = ok
+	if ok {
+		close(r.recov)
+		r.log.Info("recording recovered")
+	} else {
+		r.recov = make(chan struct{})
+	}
+	r.cond.Broadcast()
+}

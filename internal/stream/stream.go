@@ -1,0 +1,400 @@
+// Package stream reads row changes from a PostgreSQL logical replication slot
+// (pgoutput) and hands them, one committed transaction at a time and in
+// commit order, to a Handler.
+//
+// A Stream is parameterised by its slot and publications; nothing in it is
+// process-wide, so several streams can run side by side.
+//
+// Invariants:
+//   - The position confirmed to Postgres (the flush position of standby
+//     status updates) is never past Handler.Durable(): a transaction is
+//     confirmed only once the handler has recorded everything it produced.
+//     The write position reports what was received; flush and apply report
+//     what is durable (pglogrepl would copy write into flush when flush is
+//     zero: that would be at-most-once, so both are always set).
+//   - A transaction is confirmed by its end LSN (the end of its commit
+//     record), not its commit LSN, so it is not streamed again after a
+//     restart.
+//   - After a reconnect Postgres streams again from the confirmed position;
+//     transactions at or below the last one handed to the handler (or the
+//     resume position given to Run) are skipped, so the handler sees each
+//     transaction once per Run.
+//   - When nothing is in flight (no transaction open, everything handed over
+//     is durable) the position of a keepalive may be confirmed too, so an
+//     idle outbox does not pin WAL that other tables write.
+//   - When the handler cannot take work (HandleTxn fails) the replication
+//     connection is closed rather than left unread: a walsender whose client
+//     neither reads nor confirms holds up a fast shutdown of Postgres.
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// Op is the kind of a change.
+type Op uint8
+
+// Kinds of changes.
+const (
+	Insert Op = iota + 1
+	Update
+	Delete
+	Message // a transactional pg_logical_emit_message
+)
+
+// Relation describes a table as of the changes that reference it.
+type Relation struct {
+	ID        uint32
+	Namespace string
+	Name      string
+	Columns   []string
+	index     map[string]int
+}
+
+// Column returns the position of a column, or -1.
+func (r *Relation) Column(name string) int {
+	if i, ok := r.index[name]; ok {
+		return i
+	}
+	return -1
+}
+
+// Change is one decoded row change or logical message.
+type Change struct {
+	Op  Op
+	Rel *Relation // nil for messages
+	// Values are the new row's columns in text format (the old key for
+	// deletes); nil is NULL or an unchanged TOAST value.
+	Values [][]byte
+	// Prefix and Content of a logical message.
+	Prefix  string
+	Content []byte
+}
+
+// Txn is one committed transaction.
+type Txn struct {
+	Xid        uint32
+	CommitLSN  uint64
+	EndLSN     uint64
+	CommitTime time.Time
+	// BeginAt is when walhook received the transaction's first message.
+	BeginAt time.Time
+	Changes []Change
+}
+
+// Handler consumes transactions.
+type Handler interface {
+	// HandleTxn takes one committed transaction; it must not block for long
+	// (keepalives are answered on the same goroutine). An error makes the
+	// stream disconnect, call Ready, and reconnect.
+	HandleTxn(ctx context.Context, txn *Txn) error
+	// Durable is the highest end LSN up to which everything handed over is
+	// durably recorded.
+	Durable() uint64
+	// Ready blocks until the handler can take work again.
+	Ready(ctx context.Context) error
+}
+
+// Options configure a Stream.
+type Options struct {
+	// DSN of the database (a regular connection string; replication=database
+	// is added).
+	DSN            string
+	Slot           string
+	Publications   []string
+	StatusInterval time.Duration
+	Logger         *slog.Logger
+	// OnConfirm, if set, is called with each confirmed position (metrics).
+	OnConfirm func(lsn uint64)
+}
+
+// Stream is a resumable logical replication consumer.
+type Stream struct {
+	opts    Options
+	handler Handler
+	log     *slog.Logger
+
+	connected    atomic.Bool
+	received     atomic.Uint64 // highest WAL position received
+	confirmed    atomic.Uint64 // highest flush position sent
+	lastActivity atomic.Int64  // unix nanos of the last message from the server
+}
+
+// New makes a stream; Run starts it.
+func New(opts Options, h Handler) *Stream {
+	if opts.StatusInterval <= 0 {
+		opts.StatusInterval = time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Stream{opts: opts, handler: h, log: opts.Logger.With("slot", opts.Slot)}
+}
+
+// Status is a snapshot for health checks and metrics.
+type Status struct {
+	Connected    bool
+	Received     uint64
+	Confirmed    uint64
+	LastActivity time.Time
+}
+
+// Status reports the stream's state; safe from any goroutine.
+func (s *Stream) Status() Status {
+	st := Status{Connected: s.connected.Load(), Received: s.received.Load(), Confirmed: s.confirmed.Load()}
+	if n := s.lastActivity.Load(); n != 0 {
+		st.LastActivity = time.Unix(0, n)
+	}
+	return st
+}
+
+// Run streams until ctx ends, reconnecting with backoff after errors.
+// Transactions ending at or below resumeAfter are skipped.
+func (s *Stream) Run(ctx context.Context, resumeAfter uint64) error {
+	backoff := 100 * time.Millisecond
+	handled := resumeAfter
+	for {
+		if err := s.handler.Ready(ctx); err != nil {
+			return err
+		}
+		start := time.Now()
+		err := s.session(ctx, &handled)
+		s.connected.Store(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) > 30*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		s.log.Warn("replication stream interrupted; reconnecting", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff + rand.N(backoff/2+1)):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+func (s *Stream) session(ctx context.Context, handled *uint64) error {
+	cfg, err := pgconn.ParseConfig(s.opts.DSN)
+	if err != nil {
+		return fmt.Errorf("parse dsn: %w", err)
+	}
+	cfg.RuntimeParams["replication"] = "database"
+	cfg.RuntimeParams["application_name"] = "walhook-" + s.opts.Slot
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("connect for replication: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+
+	args := []string{
+		"proto_version '1'",
+		"publication_names '" + strings.Join(s.opts.Publications, ",") + "'",
+		"messages 'true'",
+	}
+	if err := pglogrepl.StartReplication(ctx, conn, s.opts.Slot, 0, pglogrepl.StartReplicationOptions{PluginArgs: args}); err != nil {
+		return fmt.Errorf("start replication on slot %s: %w", s.opts.Slot, err)
+	}
+	s.connected.Store(true)
+	s.log.Info("replication stream connected", "resume_after", pglogrepl.LSN(*handled))
+
+	var (
+		rels    = map[uint32]*Relation{}
+		txn     *Txn
+		lastEnd = *handled // end of the last transaction handed over or skipped
+		walEnd  uint64     // server position from the last keepalive
+	)
+	sendStatus := func() error {
+		durable := s.handler.Durable()
+		flush := durable
+		// Idle: everything handed over is durable and no transaction is open,
+		// so the server's position holds nothing for us.
+		if txn == nil && durable >= lastEnd && walEnd > flush {
+			flush = walEnd
+		}
+		if c := s.confirmed.Load(); flush < c {
+			flush = c
+		}
+		write := max(s.received.Load(), flush)
+		err := pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{
+			WALWritePosition: pglogrepl.LSN(write),
+			WALFlushPosition: pglogrepl.LSN(flush),
+			WALApplyPosition: pglogrepl.LSN(flush),
+			ClientTime:       time.Now(),
+		})
+		if err != nil {
+			return fmt.Errorf("send standby status: %w", err)
+		}
+		if flush > s.confirmed.Load() {
+			s.confirmed.Store(flush)
+			if s.opts.OnConfirm != nil {
+				s.opts.OnConfirm(flush)
+			}
+		}
+		return nil
+	}
+
+	// One deadline context per status interval rather than per message:
+	// a context and timer per message would cost more than decoding it.
+	var dl deadline
+	dl.reset(ctx, s.opts.StatusInterval)
+	defer dl.stop()
+	for {
+		if time.Now().After(dl.at) {
+			if err := sendStatus(); err != nil {
+				return err
+			}
+			dl.reset(ctx, s.opts.StatusInterval)
+		}
+		raw, err := conn.ReceiveMessage(dl.ctx)
+		if err != nil {
+			if pgconn.Timeout(err) && ctx.Err() == nil {
+				continue
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("receive: %w", err)
+		}
+		s.lastActivity.Store(time.Now().UnixNano())
+		var data []byte
+		switch msg := raw.(type) {
+		case *pgproto3.CopyData:
+			data = msg.Data
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("replication: %w", pgconn.ErrorResponseToPgError(msg))
+		default:
+			continue
+		}
+		if len(data) == 0 {
+			continue
+		}
+		switch data[0] {
+		case pglogrepl.PrimaryKeepaliveMessageByteID:
+			ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+			if err != nil {
+				return fmt.Errorf("parse keepalive: %w", err)
+			}
+			walEnd = uint64(ka.ServerWALEnd)
+			if ka.ReplyRequested {
+				if err := sendStatus(); err != nil {
+					return err
+				}
+			}
+		case pglogrepl.XLogDataByteID:
+			xld, err := pglogrepl.ParseXLogData(data[1:])
+			if err != nil {
+				return fmt.Errorf("parse xlogdata: %w", err)
+			}
+			if end := uint64(xld.WALStart) + uint64(len(xld.WALData)); end > s.received.Load() {
+				s.received.Store(end)
+			}
+			done, err := s.decode(xld.WALData, rels, &txn)
+			if err != nil {
+				return err
+			}
+			if done == nil {
+				continue
+			}
+			lastEnd = max(lastEnd, done.EndLSN)
+			if done.EndLSN <= *handled {
+				continue // streamed again after a reconnect: already handed over
+			}
+			if err := s.handler.HandleTxn(ctx, done); err != nil {
+				return fmt.Errorf("handle transaction %d: %w", done.Xid, err)
+			}
+			*handled = done.EndLSN
+		}
+	}
+}
+
+// decode applies one pgoutput message; it returns the transaction when the
+// message was its commit.
+func (s *Stream) decode(data []byte, rels map[uint32]*Relation, txn **Txn) (*Txn, error) {
+	msg, err := pglogrepl.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("decode pgoutput message: %w", err)
+	}
+	switch m := msg.(type) {
+	case *pglogrepl.RelationMessage:
+		r := &Relation{ID: m.RelationID, Namespace: m.Namespace, Name: m.RelationName, index: map[string]int{}}
+		for i, c := range m.Columns {
+			r.Columns = append(r.Columns, c.Name)
+			r.index[c.Name] = i
+		}
+		rels[m.RelationID] = r
+	case *pglogrepl.BeginMessage:
+		*txn = &Txn{Xid: m.Xid, CommitTime: m.CommitTime, BeginAt: time.Now()}
+	case *pglogrepl.CommitMessage:
+		t := *txn
+		if t == nil {
+			return nil, errors.New("commit without begin")
+		}
+		*txn = nil
+		t.CommitLSN, t.EndLSN = uint64(m.CommitLSN), uint64(m.TransactionEndLSN)
+		return t, nil
+	case *pglogrepl.InsertMessage:
+		return nil, addRow(*txn, rels, Insert, m.RelationID, m.Tuple)
+	case *pglogrepl.UpdateMessage:
+		return nil, addRow(*txn, rels, Update, m.RelationID, m.NewTuple)
+	case *pglogrepl.DeleteMessage:
+		return nil, addRow(*txn, rels, Delete, m.RelationID, m.OldTuple)
+	case *pglogrepl.LogicalDecodingMessage:
+		if m.Transactional && *txn != nil {
+			(*txn).Changes = append((*txn).Changes, Change{Op: Message, Prefix: m.Prefix, Content: m.Content})
+		}
+	}
+	return nil, nil
+}
+
+func addRow(txn *Txn, rels map[uint32]*Relation, op Op, relID uint32, tuple *pglogrepl.TupleData) error {
+	if txn == nil {
+		return errors.New("row change outside a transaction")
+	}
+	rel, ok := rels[relID]
+	if !ok {
+		return fmt.Errorf("row change for unknown relation %d", relID)
+	}
+	c := Change{Op: op, Rel: rel}
+	if tuple != nil {
+		c.Values = make([][]byte, len(tuple.Columns))
+		for i, col := range tuple.Columns {
+			if col.DataType == pglogrepl.TupleDataTypeText || col.DataType == pglogrepl.TupleDataTypeBinary {
+				c.Values[i] = col.Data
+			}
+		}
+	}
+	txn.Changes = append(txn.Changes, c)
+	return nil
+}
+
+type deadline struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	at     time.Time
+}
+
+func (d *deadline) reset(parent context.Context, in time.Duration) {
+	d.stop()
+	d.at = time.Now().Add(in)
+	d.ctx, d.cancel = context.WithDeadline(parent, d.at)
+}
+
+func (d *deadline) stop() {
+	if d.cancel != nil {
+		d.cancel()
+	}
+}
