@@ -183,35 +183,50 @@ func (r *Recorder) signal() {
 
 // Run writes batches until ctx ends, then writes what is left (bounded by
 // a short grace period) and returns.
+//
+// Writes never run on ctx itself: cancelling a write half-way would drop its
+// batch while later batches, holding later transactions, could still be
+// written and move the cursor past the dropped ones. A batch is only ever
+// abandoned when Run stops writing altogether.
 func (r *Recorder) Run(ctx context.Context) {
+	wctx := context.WithoutCancel(ctx)
 	for {
 		select {
 		case <-r.kick:
 		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			for r.flushOnce(fctx) && fctx.Err() == nil {
-			}
+			fctx, cancel := context.WithTimeout(wctx, 10*time.Second)
+			r.drain(fctx, fctx)
 			cancel()
 			return
 		}
-		for r.flushOnce(ctx) {
+		if !r.drain(wctx, ctx) {
+			return
 		}
 	}
 }
 
-// Flush writes everything pending now; for tests and shutdown.
-func (r *Recorder) Flush(ctx context.Context) {
-	for r.flushOnce(ctx) && ctx.Err() == nil {
+// drain writes until nothing is pending. It reports false when it gave up on
+// a batch because stop ended; nothing may be written after that.
+func (r *Recorder) drain(wctx, stop context.Context) bool {
+	for {
+		wrote, ok := r.flushOnce(wctx, stop)
+		if !ok {
+			return false
+		}
+		if !wrote {
+			return true
+		}
 	}
 }
 
-// flushOnce writes the pending batch; it reports whether it wrote anything.
-func (r *Recorder) flushOnce(ctx context.Context) bool {
+// flushOnce writes the pending batch, retrying failures until stop ends. It
+// reports whether there was anything to write and whether it was written.
+func (r *Recorder) flushOnce(wctx, stop context.Context) (wrote, ok bool) {
 	r.mu.Lock()
 	p := r.next
 	if p.written == 0 && p.maxEnd == 0 {
 		r.mu.Unlock()
-		return false
+		return false, true
 	}
 	r.next = newPending()
 	r.cond.Broadcast()
@@ -224,21 +239,21 @@ func (r *Recorder) flushOnce(ctx context.Context) bool {
 	backoff := 50 * time.Millisecond
 	for {
 		start := time.Now()
-		err := r.opts.Store.WriteBatch(ctx, b)
+		err := r.opts.Store.WriteBatch(wctx, b)
 		if err == nil {
 			r.m.FlushDuration.Observe(time.Since(start).Seconds())
 			r.m.BatchRows.Observe(float64(b.Rows()))
 			break
 		}
-		if ctx.Err() != nil {
-			r.log.Error("recording stopped with unwritten rows; they will be streamed again", "rows", b.Rows(), "err", err)
-			return false
+		if stop.Err() != nil {
+			r.log.Error("recording stopped with unwritten rows; their transactions will be streamed again", "rows", b.Rows(), "err", err)
+			return true, false
 		}
 		r.setHealthy(false)
 		r.log.Error("recording failed; retrying", "rows", b.Rows(), "err", err, "in", backoff)
 		select {
 		case <-time.After(backoff):
-		case <-ctx.Done():
+		case <-stop.Done():
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
@@ -255,7 +270,7 @@ func (r *Recorder) flushOnce(ctx context.Context) bool {
 			}
 		}
 	}
-	return true
+	return true, true
 }
 
 func (r *Recorder) setHealthy(ok bool) {

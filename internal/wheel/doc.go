@@ -57,14 +57,14 @@
 //     or after the entry's due time rounded up to the tick grid (or, for
 //     overdue entries, after the wheel's own clock already passed it).
 //   - Never lost: every entry is on exactly one list (a slot, ready,
-//     firing, overflow) until it is delivered or cancelled; each slot on
-//     level l>0 lies strictly after the clock's digit on that level, so
-//     the cascade that empties it happens before the clock can move past
-//     any of its entries' due ticks.
+//     firing, overflow) until it is delivered or cancelled; every occupied
+//     slot lies strictly after the clock's digit on its level, so the
+//     cascade or delivery that empties it happens before the clock can move
+//     past any of its entries' due ticks.
 //   - Never late: Advance visits, in increasing order, every tick up to now
 //     at which a slot cascades or fires, so an entry is delivered by the
 //     Advance that reaches its rounded-up due time, in non-decreasing due
-//     tick order (any order within a tick).
+//     tick order (any order within a tick; overdue entries first).
 //   - Bit s of a level's occupancy word is set iff slot s is non-empty;
 //     Len is exactly the number of entries on lists.
 //
@@ -82,8 +82,9 @@
 // intrusive circular doubly linked list per slot, 32-bit generation, 4
 // bytes of padding). The garbage collector never scans the node slab, and
 // with pointer-free ids it scans nothing at all. Beyond the id an entry
-// costs 24 bytes, ~27-30 bytes with append slack (BenchmarkMemory1M
-// measures it at 1M entries; target <= 64). Lists use sentinel nodes at
+// costs 24 bytes, about 27 with append slack (BenchmarkMemory1M
+// measures it at 1M entries; the budget is 64). A container/heap queue
+// costs about the same bytes but one heap object and one pointer per entry. Lists use sentinel nodes at
 // the front of the slab (320 slot heads plus ready, firing, overflow), so
 // unlinking needs no knowledge of which list a node is on. Freed nodes are
 // recycled through a free list and their ids zeroed so that the wheel does

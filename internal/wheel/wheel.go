@@ -43,7 +43,8 @@ type node struct {
 	gen  uint32 // bumped on every release so stale Handles miss
 }
 
-// Wheel is a hierarchical timing wheel holding ids with due times.
+// Wheel is a hierarchical timing wheel holding ids with due times. The
+// zero Wheel is not usable; create one with New.
 //
 // A Wheel is NOT safe for concurrent use. It is meant to be owned by one
 // goroutine that serialises every call (typically a loop that sleeps until
@@ -282,7 +283,7 @@ func (w *Wheel[T]) place(i int32, d int64) {
 	diff := uint64(d ^ w.cur)
 	l := 0
 	if diff >= slotCount {
-		l = bits.Len64(diff) / slotBits
+		l = (bits.Len64(diff) - 1) / slotBits
 	}
 	if l >= w.levels {
 		w.pushBack(w.overflow, i)
@@ -319,10 +320,13 @@ func (w *Wheel[T]) nextEvent() (int64, bool) {
 
 // cascade runs at tick t (> 0) before t's level-0 slot fires: every level
 // for which t is a slot boundary hands the slot the clock just entered down
-// to lower levels, highest level first so that entries can fall through
-// several levels in one tick. At the top-level boundary the overflow list
-// is rescanned first; that is the only non-O(1) step, once per 2^(6*levels)
-// ticks and proportional to the parked entries.
+// to lower levels. place puts each entry straight onto its final lower
+// level (an entry due exactly at t lands in t's level-0 slot and fires
+// now), and the slots the clock enters on the lower levels are necessarily
+// empty, so the order in which levels are visited does not matter. At the
+// top-level boundary the overflow list is rescanned first; that is the only
+// non-O(1) step, once per 2^(6*levels) ticks and proportional to the
+// parked entries.
 func (w *Wheel[T]) cascade(t int64) {
 	top := bits.TrailingZeros64(uint64(t)) / slotBits
 	if top >= w.levels {

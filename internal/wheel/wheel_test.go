@@ -638,15 +638,18 @@ func TestScheduleFromDue(t *testing.T) {
 		w.Schedule(10, t0.Add(2*tk))
 		func() {
 			defer func() { _ = recover() }()
-			w.Advance(t0.Add(2*tk), func(int, time.Time) { panic("boom") })
+			w.Advance(t0.Add(2*tk), func(int, time.Time) {
+				w.Schedule(99, t0) // overdue, scheduled after the interrupted ones
+				panic("boom")
+			})
 		}()
-		if w.Len() != 5 {
-			t.Fatalf("Len after panic = %d, want 5", w.Len())
+		if w.Len() != 6 {
+			t.Fatalf("Len after panic = %d, want 6", w.Len())
 		}
 		var order []int
 		w.Advance(t0.Add(2*tk), func(id int, _ time.Time) { order = append(order, id) })
-		if len(order) != 5 || order[4] != 10 {
-			t.Fatalf("delivered %v; want the 4 remaining tick-1 entries, then 10", order)
+		if len(order) != 6 || order[4] != 99 || order[5] != 10 {
+			t.Fatalf("delivered %v; want the 4 remaining tick-1 entries, 99, then 10", order)
 		}
 	})
 }
@@ -663,5 +666,59 @@ func TestIDsReleased(t *testing.T) {
 		if id != "" {
 			t.Fatalf("ids[%d] = %q still held", i, id)
 		}
+	}
+}
+
+// TestNextDue pins how early NextDue answers: exact for entries on level 0,
+// the slot's cascade boundary otherwise, so an owner sleeping on it wakes
+// once per level on the way down and never needlessly for cancelled
+// entries.
+func TestNextDue(t *testing.T) {
+	cases := []struct {
+		name    string
+		advance time.Duration   // clock position before scheduling
+		sched   []time.Duration // offsets from t0
+		cancel  []int           // indexes into sched
+		wakeups []int64         // expected NextDue sequence, in ticks
+	}{
+		{"empty", 0, nil, nil, nil},
+		{"exact on level 0", 0, []time.Duration{250 * time.Millisecond}, nil, []int64{3}},
+		{"on a boundary", 0, []time.Duration{ticks(9)}, nil, []int64{9}},
+		{"cancelled earliest no longer wakes", 0, []time.Duration{ticks(10), ticks(20)}, []int{0}, []int64{20}},
+		{"cancelled only entry", 0, []time.Duration{ticks(10)}, []int{0}, nil},
+		{"cancelled in higher level", 0, []time.Duration{ticks(5000), ticks(20)}, []int{0}, []int64{20}},
+		// 36000 = 8<<12 | 50<<6 | 32: level 2 slot 8, then level 1 slot
+		// 50, then level 0.
+		{"one hour cascades down", 0, []time.Duration{ticks(36000)}, nil, []int64{32768, 35968, 36000}},
+		{"overdue means now", ticks(100) + 5, []time.Duration{ticks(50)}, nil, []int64{100}},
+		{"beyond the horizon wakes at the top wrap", 0, []time.Duration{ticks(1<<30 + 1)}, nil, []int64{1 << 30, 1<<30 + 1}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w := New[int](tk, t0)
+			w.Advance(t0.Add(c.advance), noFire(t))
+			var hs []Handle
+			for i, off := range c.sched {
+				hs = append(hs, w.Schedule(i, t0.Add(off)))
+			}
+			for _, i := range c.cancel {
+				w.Cancel(hs[i])
+			}
+			var got []int64
+			for len(got) < 10 {
+				next, ok := w.NextDue()
+				if !ok {
+					break
+				}
+				got = append(got, int64(next.Sub(t0)/tk))
+				w.Advance(next, func(int, time.Time) {})
+			}
+			if !slices.Equal(got, c.wakeups) {
+				t.Fatalf("NextDue wake-ups %v, want %v", got, c.wakeups)
+			}
+			if w.Len() != 0 {
+				t.Fatalf("Len = %d after draining", w.Len())
+			}
+		})
 	}
 }
