@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -353,4 +354,37 @@ func TestRestartMidStreamLosesNothing(t *testing.T) {
 	}
 	rcv.mu.Unlock()
 	t.Logf("%d deliveries, %d re-sent with the same webhook-id", batches*per, dup)
+}
+
+func TestBadRowsAreDeadLetteredAndTheStreamMovesOn(t *testing.T) {
+	db := pgtest.New(t)
+	cfg := testConfig(t, db.DSN)
+	cfg.Outbox.MaxPayloadBytes = 100
+	s := start(t, cfg)
+	defer s.Stop()
+	rcv := newReceiver(t)
+	ep, err := app.Service(cfg, s.Store).CreateEndpoint(context.Background(), manage.EndpointInput{URL: rcv.srv.URL, Events: []string{"*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcv.secret = ep.Secret
+	pgtest.Exec(t, db.DSN, `INSERT INTO webhook_outbox (event_type, payload) VALUES ('', '{}')`)
+	pgtest.Exec(t, db.DSN, `INSERT INTO webhook_outbox (event_type, payload) VALUES ('big', $1)`, `{"x":"`+strings.Repeat("a", 200)+`"}`)
+	// The table changes under the stream: the new Relation message must be used.
+	pgtest.Exec(t, db.DSN, `ALTER TABLE webhook_outbox ADD COLUMN extra text`)
+	pgtest.Exec(t, db.DSN, `INSERT INTO webhook_outbox (event_type, payload, extra) VALUES ('order.created', '{"ok":true}', 'x')`)
+	waitFor(t, "the good row delivered after the bad ones", 20*time.Second, func() bool {
+		return countStatus(t, s.Store, store.StatusDelivered) == 1
+	})
+	rows, err := s.Store.Pool().Query(context.Background(), `SELECT reason FROM dead_letters ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reasons, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reasons) != 2 || !strings.Contains(reasons[0], "event type") || !strings.Contains(reasons[1], "max_payload_bytes") {
+		t.Fatalf("dead letters = %q", reasons)
+	}
 }
