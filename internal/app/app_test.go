@@ -95,6 +95,19 @@ func (r *receiver) distinct() int {
 	return len(r.byID)
 }
 
+// subscribe creates an endpoint for rcv and lets rcv verify with its secret.
+func subscribe(t *testing.T, cfg *config.Config, s *app.Server, rcv *receiver, url string, patterns ...string) manage.Endpoint {
+	t.Helper()
+	ep, err := app.Service(cfg, s.Store).CreateEndpoint(context.Background(), manage.EndpointInput{URL: url, Events: patterns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcv.mu.Lock()
+	rcv.secret = ep.Secret
+	rcv.mu.Unlock()
+	return ep
+}
+
 func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
@@ -177,13 +190,7 @@ func TestCommittedEventsArriveSignedAndRolledBackOnesNever(t *testing.T) {
 	defer s.Stop()
 
 	rcv := newReceiver(t)
-	ep, err := app.Service(cfg, s.Store).CreateEndpoint(context.Background(), manage.EndpointInput{URL: rcv.srv.URL + "/hook", Events: []string{"order.*"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rcv.mu.Lock()
-	rcv.secret = ep.Secret
-	rcv.mu.Unlock()
+	ep := subscribe(t, cfg, s, rcv, rcv.srv.URL+"/hook", "order.*")
 
 	// The endpoint reaches the router through the stream, in commit order:
 	// an event committed after the endpoint must be delivered to it.
@@ -240,11 +247,7 @@ func TestFailingReceiverIsRetriedOnSchedule(t *testing.T) {
 
 	rcv := newReceiver(t)
 	rcv.fail = func(string, int) int { return http.StatusInternalServerError }
-	ep, err := app.Service(cfg, s.Store).CreateEndpoint(context.Background(), manage.EndpointInput{URL: rcv.srv.URL, Events: []string{"*"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rcv.secret = ep.Secret
+	subscribe(t, cfg, s, rcv, rcv.srv.URL, "*")
 	before := time.Now()
 	insertEvents(t, db.DSN, 3, "payment.failed", true)
 	waitFor(t, "3 deliveries retrying", 20*time.Second, func() bool { return countStatus(t, s.Store, store.StatusRetrying) == 3 })
@@ -274,11 +277,7 @@ func TestRetriesEndDeliveredOrFailed(t *testing.T) {
 	defer s.Stop()
 
 	rcv := newReceiver(t)
-	ep, err := app.Service(cfg, s.Store).CreateEndpoint(context.Background(), manage.EndpointInput{URL: rcv.srv.URL, Events: []string{"*"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rcv.secret = ep.Secret
+	subscribe(t, cfg, s, rcv, rcv.srv.URL, "*")
 	// Even events recover on the second attempt; odd ones never do.
 	rcv.fail = func(id string, n int) int {
 		rcv.mu.Lock()
@@ -312,11 +311,7 @@ func TestRestartMidStreamLosesNothing(t *testing.T) {
 	s := start(t, cfg)
 
 	rcv := newReceiver(t)
-	ep, err := app.Service(cfg, s.Store).CreateEndpoint(context.Background(), manage.EndpointInput{URL: rcv.srv.URL, Events: []string{"*"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rcv.secret = ep.Secret
+	subscribe(t, cfg, s, rcv, rcv.srv.URL, "*")
 
 	const batches, per = 40, 25
 	done := make(chan struct{})
@@ -363,11 +358,7 @@ func TestBadRowsAreDeadLetteredAndTheStreamMovesOn(t *testing.T) {
 	s := start(t, cfg)
 	defer s.Stop()
 	rcv := newReceiver(t)
-	ep, err := app.Service(cfg, s.Store).CreateEndpoint(context.Background(), manage.EndpointInput{URL: rcv.srv.URL, Events: []string{"*"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rcv.secret = ep.Secret
+	subscribe(t, cfg, s, rcv, rcv.srv.URL, "*")
 	pgtest.Exec(t, db.DSN, `INSERT INTO webhook_outbox (event_type, payload) VALUES ('', '{}')`)
 	pgtest.Exec(t, db.DSN, `INSERT INTO webhook_outbox (event_type, payload) VALUES ('big', $1)`, `{"x":"`+strings.Repeat("a", 200)+`"}`)
 	// The table changes under the stream: the new Relation message must be used.

@@ -15,8 +15,6 @@ package pipeline
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/base32"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -168,12 +166,9 @@ func EventID(commitLSN uint64, index int) string {
 	return fmt.Sprintf("evt_%016x%06x", commitLSN, index)
 }
 
-var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
-
 // DeliveryID derives the delivery (and webhook-id) of an event for an endpoint.
 func DeliveryID(eventID, endpointID string) string {
-	sum := sha256.Sum256([]byte(eventID + "/" + endpointID))
-	return "msg_" + idEncoding.EncodeToString(sum[:16])
+	return store.DerivedID("msg_", eventID, endpointID)
 }
 
 // decode makes an event of an outbox insert, or a dead letter saying why not.

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base32"
 	"errors"
 	"fmt"
@@ -35,6 +36,13 @@ type Endpoint struct {
 }
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// DerivedID returns prefix + 26 base32 characters of a SHA-256 of parts:
+// the same parts always give the same id.
+func DerivedID(prefix string, parts ...string) string {
+	sum := sha256.Sum256([]byte(strings.Join(parts, "/")))
+	return prefix + idEncoding.EncodeToString(sum[:16])
+}
 
 // NewID returns prefix + 26 random base32 characters (128 bits).
 func NewID(prefix string) string {
