@@ -175,12 +175,16 @@ func (s *Server) start(ctx context.Context, dsn string) error {
 	var sched *scheduler.Scheduler
 	rec := recorder.New(recorder.Options{Store: st, Slot: cfg.Replication.Slot, Scheduler: schedulerRef{&sched}, Logger: log, Metrics: m})
 	rec.SetDurable(cursor)
+	cb := cfg.Delivery.CircuitBreaker
 	disp := delivery.New(delivery.Options{
 		Workers: cfg.Delivery.Workers, EndpointInflight: cfg.Delivery.EndpointInflight, Timeout: cfg.Delivery.Timeout,
 		BodyLimit: cfg.Delivery.ResponseBodyLimit, UserAgent: cfg.Delivery.UserAgent, Policy: policy,
+		QueueLimit: cfg.Delivery.QueueLimit, DisableAfter: cfg.Endpoint.DisableAfter, Resumer: schedulerRef{&sched},
+		Breaker: delivery.Breaker{Failures: cb.Failures, Cooldown: cb.Cooldown, MaxCooldown: cb.MaxCooldown},
 		Network: netguard.Policy{AllowPrivate: cfg.Delivery.AllowPrivateNetworks}, Logger: log, Metrics: m,
 	}, rec)
 	sched = scheduler.New(scheduler.Options{Store: st, Router: router, Dispatcher: disp, Sink: rec, Logger: log, Metrics: m})
+	metrics.EndpointStates(reg, func() map[string]int { return endpointStates(router.Table(), disp.Circuits()) })
 	loaded, err := sched.Load(ctx)
 	if err != nil {
 		return err
@@ -188,9 +192,9 @@ func (s *Server) start(ctx context.Context, dsn string) error {
 	log.Info("scheduler loaded unfinished deliveries", "count", loaded)
 
 	pipe := pipeline.New(pipeline.Options{
-		Outbox: pipeline.Outbox{Outbox: OutboxOf(cfg), MaxPayloadBytes: cfg.Outbox.MaxPayloadBytes},
+		Outbox: pipeline.Outbox{Outbox: OutboxOf(cfg), MaxPayloadBytes: cfg.Outbox.MaxPayloadBytes, PayloadKinds: cfg.Outbox.PayloadKinds},
 		Schema: cfg.Database.Schema, MaxAttempts: cfg.Delivery.MaxAttempts,
-		Store: st, Router: router, Recorder: rec, Dispatcher: disp, Logger: log, Metrics: m,
+		Store: st, Router: router, Recorder: rec, Dispatcher: disp, Scheduler: sched, Logger: log, Metrics: m,
 	})
 	s.Stream = stream.New(stream.Options{
 		DSN: dsn, Slot: cfg.Replication.Slot,
@@ -265,11 +269,32 @@ func (s *Server) start(ctx context.Context, dsn string) error {
 	return nil
 }
 
-// schedulerRef breaks the construction cycle recorder → scheduler →
-// dispatcher → recorder: the scheduler exists before anything runs.
+// schedulerRef breaks the construction cycles recorder → scheduler →
+// dispatcher → recorder and dispatcher → scheduler: the scheduler exists
+// before anything runs.
 type schedulerRef struct{ s **scheduler.Scheduler }
 
-func (r schedulerRef) Schedule(id string, at time.Time) { (*r.s).Schedule(id, at) }
+func (r schedulerRef) Schedule(id string, at time.Time)   { (*r.s).Schedule(id, at) }
+func (r schedulerRef) Park(endpointID, deliveryID string) { (*r.s).Park(endpointID, deliveryID) }
+func (r schedulerRef) Resume(endpointID string, n int)    { (*r.s).Resume(endpointID, n) }
+
+// endpointStates counts endpoints by state for walhook_endpoints.
+func endpointStates(t *route.Table, circuits map[string]string) map[string]int {
+	n := map[string]int{}
+	t.Each(func(e *route.Endpoint) {
+		switch {
+		case !e.Active && e.DisabledReason != "":
+			n[metrics.EndpointDisabled]++
+		case !e.Active:
+			n[metrics.EndpointPaused]++
+		case circuits[e.ID] != "":
+			n[metrics.EndpointCircuitOpen]++
+		default:
+			n[metrics.EndpointActive]++
+		}
+	})
+	return n
+}
 
 // Stop shuts walhook down in order and waits for it.
 func (s *Server) Stop() error {

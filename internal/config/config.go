@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -33,6 +34,7 @@ type Config struct {
 	Outbox          Outbox        `koanf:"outbox"`
 	Replication     Replication   `koanf:"replication"`
 	Delivery        Delivery      `koanf:"delivery"`
+	Endpoint        Endpoint      `koanf:"endpoint"`
 	// EventTypes is the catalogue of event types the app emits, offered when
 	// subscribing; types seen on the stream are added to it.
 	EventTypes []string `koanf:"event_types"`
@@ -72,6 +74,9 @@ type Outbox struct {
 	Table           string  `koanf:"table"`
 	Columns         Columns `koanf:"columns"`
 	MaxPayloadBytes int     `koanf:"max_payload_bytes"`
+	// PayloadKinds are the JSON kinds a payload may be: object, array,
+	// string, number, boolean, null. Other rows are dead-lettered.
+	PayloadKinds []string `koanf:"payload_kinds"`
 }
 
 // Columns names the outbox columns; TenantID and CreatedAt may be empty when
@@ -111,6 +116,28 @@ type Delivery struct {
 	// ResponseBodyLimit is how many characters of a response are kept.
 	ResponseBodyLimit int    `koanf:"response_body_limit"`
 	UserAgent         string `koanf:"user_agent"`
+	// QueueLimit is how many attempts may wait in one endpoint's queue in
+	// memory; beyond it, deliveries are parked by id and their payloads
+	// read back from the store when the queue has room again.
+	QueueLimit     int            `koanf:"queue_limit"`
+	CircuitBreaker CircuitBreaker `koanf:"circuit_breaker"`
+}
+
+// CircuitBreaker stops sending to an endpoint that keeps failing: after
+// Failures consecutive failed attempts its deliveries wait, without spending
+// attempts, until one probe request succeeds. Probes are spaced by Cooldown,
+// doubling after each failed probe up to MaxCooldown.
+type CircuitBreaker struct {
+	Failures    int           `koanf:"failures"`
+	Cooldown    time.Duration `koanf:"cooldown"`
+	MaxCooldown time.Duration `koanf:"max_cooldown"`
+}
+
+// Endpoint configures endpoint health.
+type Endpoint struct {
+	// DisableAfter disables an endpoint whose attempts have all failed for
+	// this long (0: never); re-enabling it is an explicit action.
+	DisableAfter time.Duration `koanf:"disable_after"`
 }
 
 // Defaults returns the configuration used where nothing else is said.
@@ -137,6 +164,7 @@ func Defaults() Config {
 				CreatedAt: "created_at",
 			},
 			MaxPayloadBytes: 256 << 10,
+			PayloadKinds:    []string{"object", "array"},
 		},
 		Replication: Replication{
 			Slot:              "walhook",
@@ -153,10 +181,16 @@ func Defaults() Config {
 			EndpointInflight:  8,
 			ResponseBodyLimit: 1000,
 			UserAgent:         "walhook",
+			QueueLimit:        10000,
+			CircuitBreaker:    CircuitBreaker{Failures: 5, Cooldown: 30 * time.Second, MaxCooldown: 10 * time.Minute},
 		},
+		Endpoint: Endpoint{DisableAfter: 5 * 24 * time.Hour},
 		EventTypes: []string{},
 	}
 }
+
+// PayloadKinds are the JSON kinds outbox.payload_kinds may name.
+var PayloadKinds = []string{"object", "array", "string", "number", "boolean", "null"}
 
 // FieldError is a configuration error about one key.
 type FieldError struct {
@@ -241,6 +275,14 @@ func (c *Config) Validate() error {
 	if c.Outbox.MaxPayloadBytes < 1 {
 		bad("outbox.max_payload_bytes", "must be positive")
 	}
+	if len(c.Outbox.PayloadKinds) == 0 {
+		bad("outbox.payload_kinds", "must list at least one of %s", strings.Join(PayloadKinds, ", "))
+	}
+	for i, k := range c.Outbox.PayloadKinds {
+		if !slices.Contains(PayloadKinds, k) {
+			bad(fmt.Sprintf("outbox.payload_kinds[%d]", i), "%q is not one of %s", k, strings.Join(PayloadKinds, ", "))
+		}
+	}
 	if !slotRE.MatchString(c.Replication.Slot) {
 		bad("replication.slot", "%q: use 1-63 lower-case letters, digits or _", c.Replication.Slot)
 	}
@@ -278,6 +320,22 @@ func (c *Config) Validate() error {
 	}
 	if c.Delivery.ResponseBodyLimit < 0 {
 		bad("delivery.response_body_limit", "must not be negative")
+	}
+	if c.Delivery.QueueLimit < c.Delivery.EndpointInflight {
+		bad("delivery.queue_limit", "must be at least delivery.endpoint_inflight (%d)", c.Delivery.EndpointInflight)
+	}
+	cb := c.Delivery.CircuitBreaker
+	if cb.Failures < 0 {
+		bad("delivery.circuit_breaker.failures", "must not be negative (0 turns the breaker off)")
+	}
+	if cb.Cooldown <= 0 {
+		bad("delivery.circuit_breaker.cooldown", "must be positive")
+	}
+	if cb.MaxCooldown < cb.Cooldown {
+		bad("delivery.circuit_breaker.max_cooldown", "must be at least delivery.circuit_breaker.cooldown")
+	}
+	if c.Endpoint.DisableAfter < 0 {
+		bad("endpoint.disable_after", "must not be negative (0 never disables)")
 	}
 	return errors.Join(errs...)
 }

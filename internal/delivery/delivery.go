@@ -6,10 +6,19 @@
 // Each endpoint has its own lane: a queue and at most EndpointInflight
 // requests under way, on top of a global limit of Workers. A slow or dead
 // endpoint fills only its own lane, so it never delays other endpoints nor
-// the replication stream (Submit never blocks).
+// the replication stream (Submit never blocks). A lane holds at most
+// QueueLimit jobs; beyond that, deliveries are parked by id (their payloads
+// leave memory) and come back through the scheduler when the lane drains.
 //
-// Results go to a Sink (the recorder), which persists them; the dispatcher
-// itself keeps no state that must survive a crash.
+// Each endpoint also has a circuit breaker: after Breaker.Failures
+// consecutive failed attempts its deliveries are parked without spending
+// attempts, until a probe request, sent after a cooldown that doubles with
+// each failed probe, succeeds. An endpoint that answers 410 Gone, or whose
+// attempts have all failed for DisableAfter, is disabled.
+//
+// Results, parkings and health changes go to a Sink (the recorder), which
+// persists them; the dispatcher itself keeps no state that must survive a
+// crash (a restart forgets open circuits: the first failures reopen them).
 package delivery
 
 import (
@@ -48,6 +57,8 @@ type Job struct {
 	MaxAttempts int
 	// CommitTime of the source transaction; zero for retries.
 	CommitTime time.Time
+
+	probe bool // the half-open circuit's probe
 }
 
 // Result is the outcome of one attempt and what follows from it.
@@ -56,9 +67,28 @@ type Result struct {
 	Attempt  store.Attempt
 }
 
-// Sink receives results; it must not block for long.
+// Sink receives what the dispatcher decides; it must not block for long.
 type Sink interface {
+	// Result records an attempt's outcome.
 	Result(Result)
+	// Park records that a delivery was not attempted because its endpoint
+	// cannot take it now; it is to be released by Resumer.Resume.
+	Park(endpointID, deliveryID string)
+	// Health records a change of an endpoint's health.
+	Health(store.EndpointHealth)
+}
+
+// Resumer releases parked deliveries of an endpoint (at most n; n <= 0: all)
+// when it can take them again.
+type Resumer interface {
+	Resume(endpointID string, n int)
+}
+
+// Breaker configures the per-endpoint circuit breaker.
+type Breaker struct {
+	Failures    int // consecutive failures that open the circuit; 0: never
+	Cooldown    time.Duration
+	MaxCooldown time.Duration
 }
 
 // Options configure a Dispatcher.
@@ -68,8 +98,15 @@ type Options struct {
 	Timeout          time.Duration
 	BodyLimit        int // characters of response body kept
 	UserAgent        string
-	Policy           retry.Policy
-	Network          netguard.Policy
+	// QueueLimit bounds the jobs waiting in one endpoint's lane.
+	QueueLimit int
+	Breaker    Breaker
+	// DisableAfter disables an endpoint failing for this long; 0: never.
+	DisableAfter time.Duration
+	// Policy is the default retry policy; endpoints may override parts.
+	Policy  retry.Policy
+	Resumer Resumer
+	Network netguard.Policy
 	Logger           *slog.Logger
 	Metrics          *metrics.Metrics
 	Now              func() time.Time
@@ -86,6 +123,8 @@ type Dispatcher struct {
 
 	mu      sync.Mutex
 	lanes   map[string]*lane
+	health  map[string]*health
+	active  map[string]struct{} // deliveries queued or under way
 	stopped bool
 	wg      sync.WaitGroup
 	ctx     context.Context
@@ -98,7 +137,10 @@ type lane struct {
 	queue   []*Job
 	head    int
 	running int
+	spilled bool // deliveries were parked because the queue was full
 }
+
+func (l *lane) len() int { return len(l.queue) - l.head }
 
 // New makes a dispatcher; Stop ends it.
 func New(opts Options, sink Sink) *Dispatcher {
@@ -110,6 +152,12 @@ func New(opts Options, sink Sink) *Dispatcher {
 	}
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.Discard()
+	}
+	if opts.QueueLimit <= 0 {
+		opts.QueueLimit = 10000
+	}
+	if opts.Resumer == nil {
+		opts.Resumer = noResumer{}
 	}
 	dialer := &net.Dialer{Timeout: opts.Timeout, KeepAlive: 30 * time.Second}
 	transport := &http.Transport{
@@ -132,32 +180,51 @@ func New(opts Options, sink Sink) *Dispatcher {
 		log:    opts.Logger,
 		m:      opts.Metrics,
 		lanes:  map[string]*lane{},
+		health: map[string]*health{},
+		active: map[string]struct{}{},
 		ctx:    ctx,
 		cancel: cancel,
 		rnd:    rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
 }
 
-// Submit queues a job on its endpoint's lane; it never blocks. After Stop,
-// jobs are dropped: their deliveries stay pending in the store and are
+type noResumer struct{}
+
+func (noResumer) Resume(string, int) {}
+
+// Submit queues a job on its endpoint's lane; it never blocks. A delivery
+// already queued or under way is not queued twice. A job its endpoint cannot
+// take now (circuit open, queue full) is parked. After Stop, jobs are
+// dropped: their deliveries stay pending or retrying in the store and are
 // attempted again at the next start.
 func (d *Dispatcher) Submit(j *Job) {
+	id := j.Endpoint.ID
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.stopped {
+	if _, dup := d.active[j.DeliveryID]; dup || d.stopped {
+		d.mu.Unlock()
 		return
 	}
-	l := d.lanes[j.Endpoint.ID]
+	l := d.lanes[id]
 	if l == nil {
 		l = &lane{}
-		d.lanes[j.Endpoint.ID] = l
+		d.lanes[id] = l
 	}
+	if l.len() >= d.opts.QueueLimit || !d.health[id].admit(j) {
+		if l.len() >= d.opts.QueueLimit {
+			l.spilled = true
+		}
+		d.mu.Unlock()
+		d.sink.Park(id, j.DeliveryID)
+		return
+	}
+	d.active[j.DeliveryID] = struct{}{}
 	l.queue = append(l.queue, j)
 	if l.running < d.opts.EndpointInflight {
 		l.running++
 		d.wg.Add(1)
-		go d.work(j.Endpoint.ID, l)
+		go d.work(id, l)
 	}
+	d.mu.Unlock()
 }
 
 // Queued returns how many jobs wait in lanes (not yet started).
@@ -166,7 +233,7 @@ func (d *Dispatcher) Queued() int {
 	defer d.mu.Unlock()
 	n := 0
 	for _, l := range d.lanes {
-		n += len(l.queue) - l.head
+		n += l.len()
 	}
 	return n
 }
@@ -176,9 +243,9 @@ func (d *Dispatcher) work(endpointID string, l *lane) {
 	defer d.wg.Done()
 	for {
 		d.mu.Lock()
-		if l.head == len(l.queue) || d.stopped {
+		if l.len() == 0 || d.stopped {
 			l.running--
-			if l.running == 0 && l.head == len(l.queue) {
+			if l.running == 0 && l.len() == 0 && d.lanes[endpointID] == l {
 				delete(d.lanes, endpointID)
 			}
 			d.mu.Unlock()
@@ -187,20 +254,49 @@ func (d *Dispatcher) work(endpointID string, l *lane) {
 		j := l.queue[l.head]
 		l.queue[l.head] = nil
 		l.head++
-		if l.head == len(l.queue) {
+		if l.len() == 0 {
 			l.queue, l.head = l.queue[:0], 0
 		}
+		// Jobs queued before the circuit opened wait like the rest.
+		park := !d.health[endpointID].admit(j)
+		if park {
+			delete(d.active, j.DeliveryID)
+		}
+		// A spilled lane takes parked deliveries back once half empty.
+		resume := l.spilled && l.len() <= d.opts.QueueLimit/2
+		if resume {
+			l.spilled = false
+		}
 		d.mu.Unlock()
+		if resume {
+			d.opts.Resumer.Resume(endpointID, 0)
+		}
+		if park {
+			d.sink.Park(endpointID, j.DeliveryID)
+			continue
+		}
 
 		select {
 		case d.sem <- struct{}{}:
 		case <-d.ctx.Done():
 			return
 		}
-		res, ok := d.attempt(j)
+		res := d.attempt(j)
 		<-d.sem
-		if ok {
-			d.sink.Result(res)
+		var changes []store.EndpointHealth
+		resume = false
+		if !res.interrupted {
+			changes, resume = d.observe(j, &res.Attempt, res.Delivery.UpdatedAt)
+		}
+		d.mu.Lock()
+		delete(d.active, j.DeliveryID)
+		d.mu.Unlock()
+		for _, h := range changes {
+			d.sink.Health(h)
+		}
+		d.sink.Result(res.Result)
+		if resume {
+			d.opts.Resumer.Resume(endpointID, 0)
 		}
 	}
 }
@@ -221,6 +317,11 @@ func (d *Dispatcher) Stop(timeout time.Duration) {
 		<-done
 	}
 	d.cancel()
+	d.mu.Lock()
+	for id, h := range d.health {
+		d.forget(id, h)
+	}
+	d.mu.Unlock()
 	d.client.CloseIdleConnections()
 }
 
@@ -239,9 +340,26 @@ func Envelope(eventType string, at time.Time, payload []byte) []byte {
 	return b
 }
 
-// attempt makes one request; ok is false when it was cancelled by Stop and
-// must not be recorded.
-func (d *Dispatcher) attempt(j *Job) (Result, bool) {
+// outcome is an attempt's result; interrupted when Stop cut it short.
+type outcome struct {
+	Result
+	interrupted bool
+}
+
+// policy is the endpoint's retry policy: the defaults with its overrides.
+func (d *Dispatcher) policy(j *Job) retry.Policy {
+	p := d.opts.Policy
+	if len(j.Endpoint.RetrySchedule) > 0 {
+		p.Schedule = j.Endpoint.RetrySchedule
+	}
+	p.RetryClientErrors = j.Endpoint.RetryClientErrors
+	p.MaxAttempts = j.MaxAttempts
+	return p
+}
+
+// attempt makes one request. One cut short by Stop is recorded as retrying,
+// due at once, so the next start attempts it again.
+func (d *Dispatcher) attempt(j *Job) outcome {
 	ep := j.Endpoint
 	body := Envelope(j.EventType, j.EventTime, j.Payload)
 	start := d.opts.Now()
@@ -264,6 +382,7 @@ func (d *Dispatcher) attempt(j *Job) (Result, bool) {
 		d.m.InFlight.Dec()
 	}
 	var retryAfter time.Duration
+	var interrupted bool
 	class := metrics.Class2xx
 	if err == nil {
 		att.StatusCode = resp.StatusCode
@@ -271,17 +390,19 @@ func (d *Dispatcher) attempt(j *Job) (Result, bool) {
 		resp.Body.Close()
 		retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), start)
 		class = statusClass(resp.StatusCode)
+	} else if d.ctx.Err() != nil {
+		interrupted = true
+		att.Error = "interrupted: walhook shut down during the attempt"
 	} else {
-		if d.ctx.Err() != nil {
-			return Result{}, false
-		}
 		att.Error = describe(err, d.opts.Timeout)
 		class = errorClass(err)
 	}
 	end := d.opts.Now()
 	att.Duration = end.Sub(start)
-	d.m.Attempts.WithLabelValues(class).Inc()
-	d.m.AttemptDuration.Observe(att.Duration.Seconds())
+	if !interrupted {
+		d.m.AttemptDuration.Observe(att.Duration.Seconds())
+		d.m.Attempts.WithLabelValues(class).Inc()
+	}
 
 	del := store.Delivery{
 		ID: j.DeliveryID, EndpointID: ep.ID, EventID: j.EventID, EventType: j.EventType, TenantID: ep.TenantID,
@@ -289,6 +410,10 @@ func (d *Dispatcher) attempt(j *Job) (Result, bool) {
 		LastStatusCode: att.StatusCode, LastResponse: att.Response, LastError: att.Error, UpdatedAt: end,
 	}
 	switch {
+	case interrupted:
+		// Not the endpoint's fault: the attempt does not count.
+		del.Status, del.NextRetryAt, del.Attempts = store.StatusRetrying, end, j.Attempt-1
+		att = store.Attempt{}
 	case att.StatusCode >= 200 && att.StatusCode < 300:
 		del.Status, del.DeliveredAt = store.StatusDelivered, end
 		d.m.Deliveries.WithLabelValues("delivered").Inc()
@@ -296,11 +421,14 @@ func (d *Dispatcher) attempt(j *Job) (Result, bool) {
 			d.m.EndToEnd.Observe(end.Sub(j.CommitTime).Seconds())
 		}
 	default:
-		policy := d.opts.Policy
-		policy.MaxAttempts = j.MaxAttempts
-		d.rndMu.Lock()
-		next, ok := policy.Next(j.Attempt, end, d.rnd)
-		d.rndMu.Unlock()
+		policy := d.policy(j)
+		var next time.Time
+		ok := policy.Retryable(att.StatusCode)
+		if ok {
+			d.rndMu.Lock()
+			next, ok = policy.Next(j.Attempt, end, d.rnd)
+			d.rndMu.Unlock()
+		}
 		if ok && retryAfter > 0 && (att.StatusCode == http.StatusTooManyRequests || att.StatusCode == http.StatusServiceUnavailable) {
 			next = end.Add(min(retryAfter, policy.Longest()))
 		}
@@ -311,7 +439,7 @@ func (d *Dispatcher) attempt(j *Job) (Result, bool) {
 			d.m.Deliveries.WithLabelValues("failed").Inc()
 		}
 	}
-	return Result{Delivery: del, Attempt: att}, true
+	return outcome{Result: Result{Delivery: del, Attempt: att}, interrupted: interrupted}
 }
 
 // readSnippet keeps the first limit characters of a body and drains a bounded

@@ -16,6 +16,23 @@ const (
 	EventDeadLettered = "dead_lettered"
 )
 
+// Dead-letter reason classes.
+const (
+	DeadInvalidJSON = "invalid_json"
+	DeadEmptyType   = "empty_type"
+	DeadTooLarge    = "too_large"
+	DeadPayloadKind = "payload_kind"
+	DeadOther       = "other"
+)
+
+// Endpoint states.
+const (
+	EndpointActive      = "active"
+	EndpointPaused      = "paused"
+	EndpointDisabled    = "disabled"
+	EndpointCircuitOpen = "circuit_open"
+)
+
 // Attempt result classes.
 const (
 	Class2xx       = "2xx"
@@ -30,6 +47,7 @@ const (
 // Metrics holds every collector walhook exports.
 type Metrics struct {
 	Events          *prometheus.CounterVec
+	DeadLetters     *prometheus.CounterVec
 	Deliveries      *prometheus.CounterVec
 	Attempts        *prometheus.CounterVec
 	AttemptDuration prometheus.Histogram
@@ -52,6 +70,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "walhook_events_total", Help: "Outbox events received from the replication stream, by outcome.",
 		}, []string{"outcome"}),
+		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "walhook_dead_letters_total", Help: "Outbox rows that could not become events, by reason class.",
+		}, []string{"reason"}),
 		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "walhook_deliveries_total", Help: "Deliveries that reached a final status (delivered or failed).",
 		}, []string{"status"}),
@@ -96,11 +117,14 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "walhook_build_info", Help: "Build information; always 1.",
 		}, []string{"version", "goversion"}),
 	}
-	reg.MustRegister(m.Events, m.Deliveries, m.Attempts, m.AttemptDuration, m.EndToEnd, m.InFlight,
+	reg.MustRegister(m.Events, m.DeadLetters, m.Deliveries, m.Attempts, m.AttemptDuration, m.EndToEnd, m.InFlight,
 		m.RetryScheduled, m.RetryDue, m.ReceivedLSN, m.ConfirmedLSN, m.StreamConnected, m.BatchRows, m.FlushDuration, m.BuildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, o := range []string{EventRouted, EventNoSubscriber, EventDeadLettered} {
 		m.Events.WithLabelValues(o)
+	}
+	for _, r := range []string{DeadInvalidJSON, DeadEmptyType, DeadTooLarge, DeadPayloadKind, DeadOther} {
+		m.DeadLetters.WithLabelValues(r)
 	}
 	for _, s := range []string{"delivered", "failed"} {
 		m.Deliveries.WithLabelValues(s)
@@ -113,3 +137,24 @@ func New(reg prometheus.Registerer) *Metrics {
 
 // Discard returns metrics registered nowhere, for tests and tools.
 func Discard() *Metrics { return New(prometheus.NewRegistry()) }
+
+// EndpointStates exports walhook_endpoints{state}: counts returns the number
+// of endpoints in each state (EndpointActive, ...), read at scrape time.
+func EndpointStates(reg prometheus.Registerer, counts func() map[string]int) {
+	desc := prometheus.NewDesc("walhook_endpoints", "Endpoints by state (active, paused, disabled, circuit_open).", []string{"state"}, nil)
+	reg.MustRegister(&endpointStates{desc: desc, counts: counts})
+}
+
+type endpointStates struct {
+	desc   *prometheus.Desc
+	counts func() map[string]int
+}
+
+func (e *endpointStates) Describe(ch chan<- *prometheus.Desc) { ch <- e.desc }
+
+func (e *endpointStates) Collect(ch chan<- prometheus.Metric) {
+	n := e.counts()
+	for _, s := range []string{EndpointActive, EndpointPaused, EndpointDisabled, EndpointCircuitOpen} {
+		ch <- prometheus.MustNewConstMetric(e.desc, prometheus.GaugeValue, float64(n[s]), s)
+	}
+}

@@ -19,7 +19,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/walhook/walhook/internal/delivery"
@@ -34,6 +36,15 @@ import (
 type Outbox struct {
 	store.Outbox
 	MaxPayloadBytes int
+	// PayloadKinds are the JSON kinds accepted (object, array, string,
+	// number, boolean, null).
+	PayloadKinds []string
+}
+
+// Scheduler is told what the stream learns that concerns waiting deliveries.
+type Scheduler interface {
+	EndpointChanged(endpointID string)
+	Rescan()
 }
 
 // Options configure a Pipeline.
@@ -45,6 +56,7 @@ type Options struct {
 	Router      *route.Router
 	Recorder    *recorder.Recorder
 	Dispatcher  *delivery.Dispatcher
+	Scheduler   Scheduler
 	Logger      *slog.Logger
 	Metrics     *metrics.Metrics
 }
@@ -93,11 +105,16 @@ func (p *Pipeline) HandleTxn(ctx context.Context, txn *stream.Txn) error {
 			if err := p.endpointChanged(ctx, c); err != nil {
 				return err
 			}
+		case c.Rel.Namespace == p.opts.Schema && c.Rel.Name == "signals":
+			// Deliveries were re-queued by hand; their rows are committed
+			// (the signal commits with them), so a scan finds them.
+			p.opts.Scheduler.Rescan()
 		case c.Op == stream.Insert && c.Rel.Namespace == ob.Schema && c.Rel.Name == ob.Table:
-			ev, dl := p.decode(c, txn, i, now)
+			ev, dl, class := p.decode(c, txn, i, now)
 			if dl != nil {
 				rec.DeadLetters = append(rec.DeadLetters, *dl)
 				p.m.Events.WithLabelValues(metrics.EventDeadLettered).Inc()
+				p.m.DeadLetters.WithLabelValues(class).Inc()
 				p.log.Warn("outbox row dead-lettered", "lsn", txn.CommitLSN, "outbox_id", dl.OutboxID, "reason", dl.Reason)
 				continue
 			}
@@ -114,13 +131,17 @@ func (p *Pipeline) HandleTxn(ctx context.Context, txn *stream.Txn) error {
 			p.m.Events.WithLabelValues(metrics.EventRouted).Inc()
 			for _, ep := range targets {
 				id := DeliveryID(ev.ID, ep.ID)
+				maxAttempts := p.opts.MaxAttempts
+				if ep.MaxAttempts > 0 {
+					maxAttempts = ep.MaxAttempts
+				}
 				rec.Deliveries = append(rec.Deliveries, store.Delivery{
 					ID: id, EndpointID: ep.ID, EventID: ev.ID, EventType: ev.Type, TenantID: ev.TenantID,
-					Status: store.StatusPending, MaxAttempts: p.opts.MaxAttempts, CreatedAt: now, UpdatedAt: now,
+					Status: store.StatusPending, MaxAttempts: maxAttempts, CreatedAt: now, UpdatedAt: now,
 				})
 				jobs = append(jobs, &delivery.Job{
 					DeliveryID: id, Endpoint: ep, EventID: ev.ID, EventType: ev.Type, EventTime: ev.CreatedAt,
-					Payload: ev.Payload, Attempt: 1, MaxAttempts: p.opts.MaxAttempts, CommitTime: txn.CommitTime,
+					Payload: ev.Payload, Attempt: 1, MaxAttempts: maxAttempts, CommitTime: txn.CommitTime,
 				})
 			}
 		}
@@ -141,22 +162,31 @@ func (p *Pipeline) endpointChanged(ctx context.Context, c *stream.Change) error 
 		return errors.New("endpoint change without id")
 	}
 	id := string(c.Values[col])
-	if c.Op == stream.Delete {
-		p.opts.Router.Remove(id)
-		return nil
+	// Waiting deliveries learn of the change once the table has it.
+	defer p.opts.Scheduler.EndpointChanged(id)
+	var e *store.Endpoint
+	var err error
+	if c.Op != stream.Delete {
+		// The row may have changed again since: the table is the truth.
+		e, err = p.opts.Store.GetEndpoint(ctx, id, nil)
 	}
-	e, err := p.opts.Store.GetEndpoint(ctx, id, nil)
-	if errors.Is(err, store.ErrNotFound) {
+	if c.Op == stream.Delete || errors.Is(err, store.ErrNotFound) {
 		p.opts.Router.Remove(id)
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("reload endpoint %s: %w", id, err)
 	}
+	var oldURL string
+	if old, ok := p.opts.Router.Table().Get(id); ok {
+		oldURL = old.URL
+	}
 	if err := p.opts.Router.Upsert(e); err != nil {
 		p.log.Error("endpoint cannot be used", "endpoint_id", id, "err", err)
 		p.opts.Router.Remove(id)
+		return nil
 	}
+	p.opts.Dispatcher.EndpointChanged(e, oldURL)
 	return nil
 }
 
@@ -171,8 +201,9 @@ func DeliveryID(eventID, endpointID string) string {
 	return store.DerivedID("msg_", eventID, endpointID)
 }
 
-// decode makes an event of an outbox insert, or a dead letter saying why not.
-func (p *Pipeline) decode(c *stream.Change, txn *stream.Txn, index int, now time.Time) (*store.Event, *store.DeadLetter) {
+// decode makes an event of an outbox insert, or a dead letter saying why not
+// and the reason's class for the metric.
+func (p *Pipeline) decode(c *stream.Change, txn *stream.Txn, index int, now time.Time) (*store.Event, *store.DeadLetter, string) {
 	ob := p.opts.Outbox
 	get := func(name string) ([]byte, bool) {
 		if name == "" {
@@ -185,30 +216,33 @@ func (p *Pipeline) decode(c *stream.Change, txn *stream.Txn, index int, now time
 		return c.Values[i], true
 	}
 	outboxID, _ := get(ob.ID)
-	dead := func(format string, args ...any) (*store.Event, *store.DeadLetter) {
-		return nil, &store.DeadLetter{LSN: txn.CommitLSN, OutboxID: string(outboxID), Reason: fmt.Sprintf(format, args...), Raw: rawRow(c)}
+	dead := func(class, format string, args ...any) (*store.Event, *store.DeadLetter, string) {
+		return nil, &store.DeadLetter{LSN: txn.CommitLSN, OutboxID: string(outboxID), Reason: fmt.Sprintf(format, args...), Raw: rawRow(c)}, class
 	}
 	typ, ok := get(ob.EventType)
 	switch {
 	case !ok:
-		return dead("outbox row has no column %q (outbox.columns.event_type)", ob.EventType)
+		return dead(metrics.DeadOther, "outbox row has no column %q (outbox.columns.event_type)", ob.EventType)
 	case len(bytes.TrimSpace(typ)) == 0:
-		return dead("event type is empty or null")
+		return dead(metrics.DeadEmptyType, "event type is empty or null")
 	case len(typ) > 200:
-		return dead("event type is longer than 200 characters")
+		return dead(metrics.DeadOther, "event type is longer than 200 characters")
 	}
 	payload, ok := get(ob.Payload)
 	switch {
 	case !ok:
-		return dead("outbox row has no column %q (outbox.columns.payload)", ob.Payload)
+		return dead(metrics.DeadOther, "outbox row has no column %q (outbox.columns.payload)", ob.Payload)
 	case payload == nil:
-		return dead("payload is null")
+		return dead(metrics.DeadPayloadKind, "payload is SQL NULL")
 	case len(payload) > ob.MaxPayloadBytes:
-		return dead("payload of %d bytes exceeds outbox.max_payload_bytes (%d)", len(payload), ob.MaxPayloadBytes)
+		return dead(metrics.DeadTooLarge, "payload of %d bytes exceeds outbox.max_payload_bytes (%d)", len(payload), ob.MaxPayloadBytes)
 	case !json.Valid(payload):
-		return dead("payload is not valid JSON")
+		return dead(metrics.DeadInvalidJSON, "payload is not valid JSON")
 	case bytes.Contains(payload, []byte(`\u0000`)):
-		return dead(`payload contains \u0000, which Postgres jsonb cannot store`)
+		return dead(metrics.DeadInvalidJSON, `payload contains \u0000, which Postgres jsonb cannot store`)
+	}
+	if kind := jsonKind(payload); !slices.Contains(ob.PayloadKinds, kind) {
+		return dead(metrics.DeadPayloadKind, "payload is a JSON %s; outbox.payload_kinds accepts %s", kind, strings.Join(ob.PayloadKinds, ", "))
 	}
 	ev := &store.Event{
 		ID: EventID(txn.CommitLSN, index), Type: string(typ), Payload: payload, OutboxID: string(outboxID),
@@ -222,7 +256,28 @@ func (p *Pipeline) decode(c *stream.Change, txn *stream.Txn, index int, now time
 			ev.CreatedAt = t
 		}
 	}
-	return ev, nil
+	return ev, nil, ""
+}
+
+// jsonKind names the kind of a valid JSON text by its first byte.
+func jsonKind(b []byte) string {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	switch {
+	case len(b) == 0:
+		return "null"
+	case b[0] == '{':
+		return "object"
+	case b[0] == '[':
+		return "array"
+	case b[0] == '"':
+		return "string"
+	case b[0] == 't' || b[0] == 'f':
+		return "boolean"
+	case b[0] == 'n':
+		return "null"
+	default:
+		return "number"
+	}
 }
 
 // rawRow keeps a dead row's columns as a JSON object, each value capped so a

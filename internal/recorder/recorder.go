@@ -11,10 +11,14 @@
 //     arrives while its delivery is still unwritten is folded into the
 //     insert (the common case at speed: one row per delivery), and one that
 //     arrives while that insert is being written waits for the next batch.
-//   - A retry is handed to the scheduler only after its state is committed.
+//   - A retry or a parked delivery is handed to the scheduler only after
+//     the batch that holds its row is committed, so the scheduler always
+//     finds it when it reads it back.
 //   - A failed write keeps its batch and is retried with backoff; meanwhile
 //     Add refuses new transactions (the stream then disconnects instead of
-//     holding Postgres' walsender), and results keep accumulating.
+//     holding Postgres' walsender), and results keep accumulating. A batch
+//     that fails on a duplicate key is written again skipping existing
+//     rows: a duplicate must never stall recording.
 package recorder
 
 import (
@@ -33,9 +37,10 @@ import (
 // ErrUnavailable is returned by Add while the store cannot be written.
 var ErrUnavailable = errors.New("recorder: store unavailable")
 
-// Scheduler receives retries once they are durable.
+// Scheduler receives retries and parked deliveries once they are durable.
 type Scheduler interface {
 	Schedule(id string, at time.Time)
+	Park(endpointID, deliveryID string)
 }
 
 // Txn is what one source transaction produced.
@@ -76,6 +81,7 @@ type Recorder struct {
 
 type pendingBatch struct {
 	b       store.Batch
+	parks   [][2]string // endpoint id, delivery id
 	newIdx  map[string]int // delivery id → index in b.Deliveries
 	updIdx  map[string]int // delivery id → index in b.Updates
 	maxEnd  uint64
@@ -156,8 +162,10 @@ func (r *Recorder) Result(res delivery.Result) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p := r.next
-	p.b.Attempts = append(p.b.Attempts, res.Attempt)
-	p.written++
+	if res.Attempt.Attempt > 0 {
+		p.b.Attempts = append(p.b.Attempts, res.Attempt)
+		p.written++
+	}
 	d := res.Delivery
 	if i, ok := p.newIdx[d.ID]; ok {
 		row := &p.b.Deliveries[i]
@@ -171,6 +179,25 @@ func (r *Recorder) Result(res delivery.Result) {
 		p.b.Updates = append(p.b.Updates, d)
 		p.written++
 	}
+	r.signal()
+}
+
+// Park hands a delivery to the scheduler's parking once its row is written
+// (delivery.Sink).
+func (r *Recorder) Park(endpointID, deliveryID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.next.parks = append(r.next.parks, [2]string{endpointID, deliveryID})
+	r.next.written++
+	r.signal()
+}
+
+// Health records a change of an endpoint's health (delivery.Sink).
+func (r *Recorder) Health(h store.EndpointHealth) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.next.b.Health = append(r.next.b.Health, h)
+	r.next.written++
 	r.signal()
 }
 
@@ -249,6 +276,11 @@ func (r *Recorder) flushOnce(wctx, stop context.Context) (wrote, ok bool) {
 			r.log.Error("recording stopped with unwritten rows; their transactions will be streamed again", "rows", b.Rows(), "err", err)
 			return true, false
 		}
+		if store.IsDuplicate(err) && !b.Tolerant {
+			r.log.Warn("batch hit a duplicate key; writing it again without the rows that exist", "rows", b.Rows(), "err", err)
+			b.Tolerant = true
+			continue
+		}
 		r.setHealthy(false)
 		r.log.Error("recording failed; retrying", "rows", b.Rows(), "err", err, "in", backoff)
 		select {
@@ -268,6 +300,9 @@ func (r *Recorder) flushOnce(wctx, stop context.Context) (wrote, ok bool) {
 					r.opts.Scheduler.Schedule(rows[i].ID, rows[i].NextRetryAt)
 				}
 			}
+		}
+		for _, pk := range p.parks {
+			r.opts.Scheduler.Park(pk[0], pk[1])
 		}
 	}
 	return true, true

@@ -18,6 +18,25 @@ type Policy struct {
 	// Jitter spreads each delay uniformly by ±Jitter (0.2 = ±20%) so that
 	// deliveries failing together do not retry together.
 	Jitter float64
+	// RetryClientErrors retries 4xx answers like server errors, as the
+	// original design does. Off, a 4xx fails the delivery at once, except
+	// 408, 409, 425 and 429, which say "try again later" and are retried.
+	RetryClientErrors bool
+}
+
+// Retryable reports whether a failed attempt that got this status code (0:
+// no response) may be retried. 410 Gone never is: the endpoint is gone.
+func (p Policy) Retryable(code int) bool {
+	switch {
+	case code == 410:
+		return false
+	case code == 408, code == 409, code == 425, code == 429:
+		return true
+	case code >= 400 && code < 500:
+		return p.RetryClientErrors
+	default:
+		return true
+	}
 }
 
 // Next returns when attempt number failed+1 is due, after failed attempts

@@ -57,3 +57,33 @@ func TestJitterStaysWithinBounds(t *testing.T) {
 		t.Fatal(p.Longest())
 	}
 }
+
+func TestRetryable(t *testing.T) {
+	tests := []struct {
+		name         string
+		code         int
+		clientErrors bool
+		want         bool
+	}{
+		{"no response", 0, false, true},
+		{"server error", 500, false, true},
+		{"unavailable", 503, false, true},
+		{"redirect is not followed, so retried", 302, false, true},
+		{"client error, seeds' default retries it", 400, true, true},
+		{"client error, no-retry-on-4xx policy", 400, false, false},
+		{"unauthorized, no-retry-on-4xx policy", 401, false, false},
+		{"request timeout is always retried", 408, false, true},
+		{"conflict is always retried", 409, false, true},
+		{"too early is always retried", 425, false, true},
+		{"too many requests is always retried", 429, false, true},
+		{"gone is never retried", 410, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := retry.Policy{Schedule: seeds, MaxAttempts: 5, RetryClientErrors: tt.clientErrors}
+			if got := p.Retryable(tt.code); got != tt.want {
+				t.Errorf("Retryable(%d) with RetryClientErrors=%v = %v, want %v", tt.code, tt.clientErrors, got, tt.want)
+			}
+		})
+	}
+}

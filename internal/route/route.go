@@ -142,6 +142,13 @@ func (t *Table) Get(id string) (*Endpoint, bool) {
 	return e, ok
 }
 
+// Each calls fn for every endpoint of the table, active or not.
+func (t *Table) Each(fn func(*Endpoint)) {
+	for _, e := range t.byID {
+		fn(e)
+	}
+}
+
 // Len is the number of endpoints in the table.
 func (t *Table) Len() int { return len(t.byID) }
 

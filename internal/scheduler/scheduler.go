@@ -7,6 +7,10 @@
 //
 // At start every pending or retrying delivery is loaded into the wheel;
 // those already overdue are released at a bounded rate, not all at once.
+//
+// Deliveries whose endpoint cannot take them now (paused, disabled, circuit
+// open, queue full) are parked by endpoint, ids only, and released when the
+// dispatcher or an endpoint change says the endpoint can take them again.
 package scheduler
 
 import (
@@ -25,6 +29,8 @@ import (
 // Submitter takes attempts (the dispatcher).
 type Submitter interface {
 	Submit(*delivery.Job)
+	// Accepting reports whether an endpoint takes deliveries now.
+	Accepting(endpointID string) bool
 }
 
 // Options configure a Scheduler.
@@ -48,10 +54,12 @@ type Scheduler struct {
 	log  *slog.Logger
 	m    *metrics.Metrics
 
-	mu    sync.Mutex
-	wheel *wheel.Wheel[string]
-	due   []string
-	kick  chan struct{}
+	mu     sync.Mutex
+	wheel  *wheel.Wheel[string]
+	due    []string
+	parked map[string][]string // endpoint id → delivery ids
+	kick   chan struct{}
+	rescan chan struct{}
 }
 
 // New makes a scheduler; Load fills it, Run releases what is due.
@@ -75,7 +83,8 @@ func New(opts Options) *Scheduler {
 		opts.Metrics = metrics.Discard()
 	}
 	return &Scheduler{opts: opts, log: opts.Logger, m: opts.Metrics,
-		wheel: wheel.New[string](opts.Tick, opts.Now()), kick: make(chan struct{}, 1)}
+		wheel: wheel.New[string](opts.Tick, opts.Now()), parked: map[string][]string{},
+		kick: make(chan struct{}, 1), rescan: make(chan struct{}, 1)}
 }
 
 // Schedule indexes a delivery due at at; safe from any goroutine.
@@ -85,8 +94,85 @@ func (s *Scheduler) Schedule(id string, at time.Time) {
 	n := s.wheel.Len()
 	s.mu.Unlock()
 	s.m.RetryScheduled.Set(float64(n))
+	s.wake()
+}
+
+func (s *Scheduler) wake() {
 	select {
 	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Park holds a delivery until its endpoint can take it (delivery.Sink via
+// the recorder, once its row is written). If the endpoint can take it by
+// now, or is gone, it is released at once: a park must never outlive the
+// reason for it, whichever of the two arrives first.
+func (s *Scheduler) Park(endpointID, deliveryID string) {
+	s.mu.Lock()
+	if s.canTake(endpointID) {
+		s.due = append(s.due, deliveryID)
+	} else {
+		s.parked[endpointID] = append(s.parked[endpointID], deliveryID)
+	}
+	s.mu.Unlock()
+	s.wake()
+}
+
+// canTake reports whether an endpoint's deliveries may be released; an
+// unknown (deleted) endpoint's are, to be failed.
+func (s *Scheduler) canTake(endpointID string) bool {
+	ep, ok := s.opts.Router.Table().Get(endpointID)
+	return !ok || (ep.Active && s.opts.Dispatcher.Accepting(endpointID))
+}
+
+// Resume releases up to n (n <= 0: all) parked deliveries of an endpoint
+// (delivery.Resumer).
+func (s *Scheduler) Resume(endpointID string, n int) {
+	s.mu.Lock()
+	ids := s.parked[endpointID]
+	if n <= 0 || n > len(ids) {
+		n = len(ids)
+	}
+	s.due = append(s.due, ids[:n]...)
+	if n == len(ids) {
+		delete(s.parked, endpointID)
+	} else {
+		s.parked[endpointID] = ids[n:]
+	}
+	s.mu.Unlock()
+	if n > 0 {
+		s.wake()
+	}
+}
+
+// EndpointChanged releases an endpoint's parked deliveries if it can take
+// them now (resumed, re-enabled or deleted).
+func (s *Scheduler) EndpointChanged(endpointID string) {
+	s.mu.Lock()
+	ok := s.canTake(endpointID)
+	s.mu.Unlock()
+	if ok {
+		s.Resume(endpointID, 0)
+	}
+}
+
+// Parked is the number of parked deliveries.
+func (s *Scheduler) Parked() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, ids := range s.parked {
+		n += len(ids)
+	}
+	return n
+}
+
+// Rescan asks for the store to be searched for due deliveries: some were
+// re-queued by hand, by another process.
+func (s *Scheduler) Rescan() {
+	select {
+	case s.rescan <- struct{}{}:
 	default:
 	}
 }
@@ -123,6 +209,17 @@ func (s *Scheduler) Run(ctx context.Context) {
 			return
 		case <-timer.C:
 		case <-s.kick:
+		case <-s.rescan:
+			now := s.opts.Now()
+			err := s.opts.Store.ScanDue(ctx, "", now, func(sd store.ScheduledDelivery) error {
+				s.mu.Lock()
+				s.due = append(s.due, sd.ID)
+				s.mu.Unlock()
+				return nil
+			})
+			if err != nil && ctx.Err() == nil {
+				s.log.Error("scan for re-queued deliveries", "err", err)
+			}
 		}
 		now := s.opts.Now()
 		s.mu.Lock()
@@ -197,13 +294,15 @@ func (s *Scheduler) dispatch(table *route.Table, dd *store.DueDelivery, now time
 	ep, ok := table.Get(dd.EndpointID)
 	switch {
 	case !ok:
+		// Not an attempt: nothing was sent.
 		d := dd.Delivery
-		d.Status, d.NextRetryAt, d.LastError, d.UpdatedAt = store.StatusFailed, time.Time{}, "endpoint deleted", now
-		s.opts.Sink.Result(delivery.Result{Delivery: d, Attempt: store.Attempt{
-			DeliveryID: d.ID, Attempt: d.Attempts + 1, EndpointID: d.EndpointID, StartedAt: now, Error: "endpoint deleted; not attempted"}})
+		d.Status, d.NextRetryAt, d.LastError, d.UpdatedAt = store.StatusFailed, time.Time{}, "endpoint deleted; not attempted", now
+		s.opts.Sink.Result(delivery.Result{Delivery: d})
+		s.m.Deliveries.WithLabelValues("failed").Inc()
 	case !ep.Active:
-		// Paused: look again later without spending an attempt.
-		s.Schedule(dd.ID, now.Add(time.Minute))
+		// Paused or disabled: wait, without spending an attempt, until
+		// it is resumed or re-enabled.
+		s.Park(ep.ID, dd.ID)
 	default:
 		s.opts.Dispatcher.Submit(&delivery.Job{
 			DeliveryID: dd.ID, Endpoint: ep, EventID: dd.EventID, EventType: dd.EventType,

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -168,4 +169,98 @@ func (s *Store) LoadDue(ctx context.Context, ids []string, now time.Time) ([]Due
 		out = append(out, dd)
 	}
 	return out, rows.Err()
+}
+
+// ErrPending is returned when re-queueing a delivery that is still pending:
+// an attempt of it is queued or under way.
+var ErrPending = errors.New("delivery is pending: an attempt is queued or under way")
+
+// RetryDelivery re-queues one delivery for an attempt now, whatever its
+// status (a delivered one is sent again, with the same webhook-id). A
+// finished delivery gets one more attempt. A signal row tells a running
+// walhook in the same transaction.
+func (s *Store) RetryDelivery(ctx context.Context, id string, tenant *string) (*Delivery, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("retry delivery %s: %w", id, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
+	d, err := scanDelivery(tx.QueryRow(ctx, `SELECT `+deliveryColumns+` FROM deliveries d WHERE d.id = $1
+		AND ($2::text IS NULL OR coalesce(d.tenant_id, '') = $2) FOR UPDATE`, id, tenant))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("retry delivery %s: %w", id, err)
+	}
+	if d.Status == StatusPending {
+		return nil, ErrPending
+	}
+	d, err = scanDelivery(tx.QueryRow(ctx, `UPDATE deliveries d SET status = 'retrying', next_retry_at = now(),
+			max_attempts = greatest(max_attempts, attempts + 1), updated_at = now()
+		WHERE d.id = $1 RETURNING `+deliveryColumns, id))
+	if err != nil {
+		return nil, fmt.Errorf("retry delivery %s: %w", id, err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO signals (kind, endpoint_id) VALUES ('requeue', $1)`, d.EndpointID); err != nil {
+		return nil, fmt.Errorf("retry delivery %s: signal: %w", id, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("retry delivery %s: %w", id, err)
+	}
+	return d, nil
+}
+
+// RecoverEndpoint re-queues, for one more attempt each, the failed
+// deliveries of an endpoint created at or after since, and returns how many.
+func (s *Store) RecoverEndpoint(ctx context.Context, endpointID string, tenant *string, since time.Time) (int, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("recover endpoint %s: %w", endpointID, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM endpoints WHERE id = $1 AND ($2::text IS NULL OR coalesce(tenant_id, '') = $2))`,
+		endpointID, tenant).Scan(&exists); err != nil {
+		return 0, fmt.Errorf("recover endpoint %s: %w", endpointID, err)
+	}
+	if !exists {
+		return 0, ErrNotFound
+	}
+	tag, err := tx.Exec(ctx, `UPDATE deliveries SET status = 'retrying', next_retry_at = now(),
+			max_attempts = greatest(max_attempts, attempts + 1), updated_at = now()
+		WHERE endpoint_id = $1 AND status = 'failed' AND created_at >= $2`, endpointID, since)
+	if err != nil {
+		return 0, fmt.Errorf("recover endpoint %s: %w", endpointID, err)
+	}
+	if tag.RowsAffected() > 0 {
+		if _, err := tx.Exec(ctx, `INSERT INTO signals (kind, endpoint_id) VALUES ('requeue', $1)`, endpointID); err != nil {
+			return 0, fmt.Errorf("recover endpoint %s: signal: %w", endpointID, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("recover endpoint %s: %w", endpointID, err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// ScanDue calls fn for every unfinished delivery due by now (of one endpoint
+// when endpointID is not empty).
+func (s *Store) ScanDue(ctx context.Context, endpointID string, now time.Time, fn func(ScheduledDelivery) error) error {
+	rows, err := s.pool.Query(ctx, `SELECT id, coalesce(next_retry_at, created_at) FROM deliveries
+		WHERE status IN ('pending', 'retrying') AND next_retry_at <= $1 AND ($2 = '' OR endpoint_id = $2)`, now, endpointID)
+	if err != nil {
+		return fmt.Errorf("scan due deliveries: %w", err)
+	}
+	defer rows.Close()
+	var sd ScheduledDelivery
+	for rows.Next() {
+		if err := rows.Scan(&sd.ID, &sd.Due); err != nil {
+			return fmt.Errorf("scan due deliveries: %w", err)
+		}
+		if err := fn(sd); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }

@@ -2,10 +2,13 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Status is where a delivery stands.
@@ -89,16 +92,50 @@ type Batch struct {
 	Attempts    []Attempt
 	DeadLetters []DeadLetter
 	EventTypes  []string // types not seen before
+	Health      []EndpointHealth
 	// Slot and Cursor, when Cursor is not zero, move the slot's recorded
 	// stream position in the same transaction.
 	Slot   string
 	Cursor uint64
+	// Tolerant inserts skip rows whose key exists instead of failing the
+	// batch. It is slower (rows go through temporary tables), so it is only
+	// used to write a batch that failed with IsDuplicate: a duplicate must
+	// never stall recording.
+	Tolerant bool
+}
+
+// IsDuplicate reports whether err is a unique violation.
+func IsDuplicate(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+// copyRows inserts n rows into table with COPY, or, for a tolerant batch,
+// COPYs them into a temporary twin and inserts what does not exist yet.
+func copyRows(ctx context.Context, tx pgx.Tx, b *Batch, table string, cols []string, n int, row func(i int) ([]any, error)) error {
+	target := table
+	if b.Tolerant {
+		target = "tolerant_" + table
+		if _, err := tx.Exec(ctx, "CREATE TEMP TABLE IF NOT EXISTS "+target+" (LIKE "+table+" INCLUDING DEFAULTS) ON COMMIT DROP"); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{target}, cols, pgx.CopyFromSlice(n, row)); err != nil {
+		return err
+	}
+	if b.Tolerant {
+		list := strings.Join(cols, ", ")
+		if _, err := tx.Exec(ctx, "INSERT INTO "+table+" ("+list+") SELECT "+list+" FROM "+target+" ON CONFLICT DO NOTHING"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Empty reports whether the batch writes nothing.
 func (b *Batch) Empty() bool {
 	return len(b.Events) == 0 && len(b.Deliveries) == 0 && len(b.Updates) == 0 && len(b.Attempts) == 0 &&
-		len(b.DeadLetters) == 0 && len(b.EventTypes) == 0 && b.Cursor == 0
+		len(b.DeadLetters) == 0 && len(b.EventTypes) == 0 && len(b.Health) == 0 && b.Cursor == 0
 }
 
 // Rows counts the rows the batch inserts or updates.
@@ -140,47 +177,47 @@ func (s *Store) WriteBatch(ctx context.Context, b *Batch) error {
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
 
 	if len(b.Events) > 0 {
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{"events"},
+		err := copyRows(ctx, tx, b, "events",
 			[]string{"id", "event_type", "tenant_id", "payload", "outbox_id", "lsn", "created_at", "received_at"},
-			pgx.CopyFromSlice(len(b.Events), func(i int) ([]any, error) {
+			len(b.Events), func(i int) ([]any, error) {
 				e := &b.Events[i]
 				return []any{e.ID, e.Type, nullString(e.TenantID), e.Payload, nullString(e.OutboxID), int64(e.LSN), e.CreatedAt, e.ReceivedAt}, nil
-			}))
+			})
 		if err != nil {
 			return fmt.Errorf("record %d events: %w", len(b.Events), err)
 		}
 	}
 	if len(b.Deliveries) > 0 {
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{"deliveries"},
+		err := copyRows(ctx, tx, b, "deliveries",
 			[]string{"id", "endpoint_id", "event_id", "event_type", "tenant_id", "status", "attempts", "max_attempts",
 				"next_retry_at", "last_status_code", "last_response", "last_error", "created_at", "updated_at", "delivered_at"},
-			pgx.CopyFromSlice(len(b.Deliveries), func(i int) ([]any, error) {
+			len(b.Deliveries), func(i int) ([]any, error) {
 				d := &b.Deliveries[i]
 				return []any{d.ID, d.EndpointID, d.EventID, d.EventType, nullString(d.TenantID), string(d.Status), int32(d.Attempts), int32(d.MaxAttempts),
 					nullTime(d.NextRetryAt), nullInt(d.LastStatusCode), nullString(d.LastResponse), nullString(d.LastError), d.CreatedAt, d.UpdatedAt, nullTime(d.DeliveredAt)}, nil
-			}))
+			})
 		if err != nil {
 			return fmt.Errorf("record %d deliveries: %w", len(b.Deliveries), err)
 		}
 	}
 	if len(b.Attempts) > 0 {
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{"attempts"},
+		err := copyRows(ctx, tx, b, "attempts",
 			[]string{"delivery_id", "attempt", "endpoint_id", "started_at", "duration_us", "status_code", "response", "error"},
-			pgx.CopyFromSlice(len(b.Attempts), func(i int) ([]any, error) {
+			len(b.Attempts), func(i int) ([]any, error) {
 				a := &b.Attempts[i]
 				return []any{a.DeliveryID, int32(a.Attempt), a.EndpointID, a.StartedAt, a.Duration.Microseconds(), nullInt(a.StatusCode), nullString(a.Response), nullString(a.Error)}, nil
-			}))
+			})
 		if err != nil {
 			return fmt.Errorf("record %d attempts: %w", len(b.Attempts), err)
 		}
 	}
 	if len(b.DeadLetters) > 0 {
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{"dead_letters"},
+		err := copyRows(ctx, tx, b, "dead_letters",
 			[]string{"lsn", "outbox_id", "reason", "raw"},
-			pgx.CopyFromSlice(len(b.DeadLetters), func(i int) ([]any, error) {
+			len(b.DeadLetters), func(i int) ([]any, error) {
 				d := &b.DeadLetters[i]
 				return []any{int64(d.LSN), nullString(d.OutboxID), d.Reason, d.Raw}, nil
-			}))
+			})
 		if err != nil {
 			return fmt.Errorf("record %d dead letters: %w", len(b.DeadLetters), err)
 		}
@@ -225,6 +262,7 @@ func (s *Store) WriteBatch(ctx context.Context, b *Batch) error {
 			WHERE d.id = u.id`,
 			ids, statuses, attempts, next, codes, responses, errs, updated, delivered)
 	}
+	queueHealth(&q, b.Health)
 	if len(b.EventTypes) > 0 {
 		q.Queue(`INSERT INTO event_types (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, b.EventTypes)
 	}

@@ -63,19 +63,26 @@ func (s *Store) EnsureOutbox(ctx context.Context, o Outbox) error {
 	return nil
 }
 
-// EndpointsPublication is the publication carrying endpoint changes, so
-// they reach the stream in commit order with the events.
+// EndpointsPublication is the publication carrying walhook's own changes
+// (endpoints and signals), so they reach the stream in commit order with the
+// events.
 func EndpointsPublication(publication string) string { return publication + "_endpoints" }
+
+// ownPublished are walhook's tables streamed through EndpointsPublication.
+var ownPublished = []string{"endpoints", "signals"}
 
 // EnsureReplication creates the publications (first: a slot does not see a
 // publication created after it) and then the logical slot. Rows committed
 // after the slot exists are streamed; earlier ones are not.
 func (s *Store) EnsureReplication(ctx context.Context, slot, publication string, o Outbox) error {
-	if err := s.ensurePublication(ctx, publication, o.ident(), o.Schema, o.Table, "insert"); err != nil {
+	if err := s.ensurePublication(ctx, publication, "insert", [][2]string{{o.Schema, o.Table}}); err != nil {
 		return err
 	}
-	epPub := EndpointsPublication(publication)
-	if err := s.ensurePublication(ctx, epPub, pgx.Identifier{s.schema, "endpoints"}.Sanitize(), s.schema, "endpoints", "insert, update, delete"); err != nil {
+	own := make([][2]string, len(ownPublished))
+	for i, t := range ownPublished {
+		own[i] = [2]string{s.schema, t}
+	}
+	if err := s.ensurePublication(ctx, EndpointsPublication(publication), "insert, update, delete", own); err != nil {
 		return err
 	}
 	var plugin, walStatus string
@@ -96,26 +103,39 @@ func (s *Store) EnsureReplication(ctx context.Context, slot, publication string,
 	return nil
 }
 
-func (s *Store) ensurePublication(ctx context.Context, name, tableIdent, schema, table, publish string) error {
+// ensurePublication makes publication name publish exactly tables (schema,
+// table pairs), creating it or pointing an existing one at them.
+func (s *Store) ensurePublication(ctx context.Context, name, publish string, tables [][2]string) error {
+	idents := make([]string, len(tables))
+	for i, t := range tables {
+		idents[i] = pgx.Identifier{t[0], t[1]}.Sanitize()
+	}
+	list := strings.Join(idents, ", ")
 	var exists bool
 	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, name).Scan(&exists); err != nil {
 		return fmt.Errorf("look up publication %s: %w", name, err)
 	}
 	pub := pgx.Identifier{name}.Sanitize()
 	if !exists {
-		sql := "CREATE PUBLICATION " + pub + " FOR TABLE " + tableIdent + " WITH (publish = '" + publish + "')"
+		sql := "CREATE PUBLICATION " + pub + " FOR TABLE " + list + " WITH (publish = '" + publish + "')"
 		if _, err := s.pool.Exec(ctx, sql); err != nil {
 			return fmt.Errorf("create publication %s: %w", name, err)
 		}
 		return nil
 	}
-	var covers bool
-	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3)`, name, schema, table).Scan(&covers); err != nil {
-		return fmt.Errorf("look up publication %s: %w", name, err)
+	var covered int
+	for _, t := range tables {
+		var covers bool
+		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3)`, name, t[0], t[1]).Scan(&covers); err != nil {
+			return fmt.Errorf("look up publication %s: %w", name, err)
+		}
+		if covers {
+			covered++
+		}
 	}
-	if !covers {
-		if _, err := s.pool.Exec(ctx, "ALTER PUBLICATION "+pub+" SET TABLE "+tableIdent); err != nil {
-			return fmt.Errorf("point publication %s at %s.%s: %w", name, schema, table, err)
+	if covered < len(tables) {
+		if _, err := s.pool.Exec(ctx, "ALTER PUBLICATION "+pub+" SET TABLE "+list); err != nil {
+			return fmt.Errorf("point publication %s at %s: %w", name, list, err)
 		}
 	}
 	return nil

@@ -52,7 +52,7 @@ func TestEnsureReplicationCreatesPublicationsThenSlot(t *testing.T) {
 		}
 	}
 	var n int
-	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_publication_tables WHERE pubname IN ('walhook', 'walhook_endpoints')`).Scan(&n); err != nil || n != 2 {
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_publication_tables WHERE pubname IN ('walhook', 'walhook_endpoints')`).Scan(&n); err != nil || n != 3 { // outbox; endpoints and signals
 		t.Fatalf("publication tables = %d, %v", n, err)
 	}
 	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'walhook_t' AND plugin = 'pgoutput'`).Scan(&n); err != nil || n != 1 {
