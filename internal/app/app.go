@@ -18,6 +18,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"runtime"
 	"sync"
 	"time"
@@ -32,6 +34,7 @@ import (
 	"github.com/walhook/walhook/internal/netguard"
 	"github.com/walhook/walhook/internal/pgcluster"
 	"github.com/walhook/walhook/internal/pipeline"
+	"github.com/walhook/walhook/internal/proxy"
 	"github.com/walhook/walhook/internal/recorder"
 	"github.com/walhook/walhook/internal/retry"
 	"github.com/walhook/walhook/internal/route"
@@ -154,6 +157,10 @@ func (s *Server) start(ctx context.Context, dsn string) error {
 	cfg, log, st := s.cfg, s.log, s.Store
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
+	reg.MustRegister(metrics.NewReplicationCollector(cfg.Replication.Slot, func(ctx context.Context) (metrics.SlotStats, error) {
+		ss, err := st.SlotStats(ctx, cfg.Replication.Slot)
+		return metrics.SlotStats{Active: ss.Active, WALStatus: ss.WALStatus, ConfirmedFlushLSN: ss.ConfirmedFlushLSN, LagBytes: ss.LagBytes, RetainedWALBytes: ss.RetainedWALBytes}, err
+	}, metrics.ReplicationOptions{}))
 	m.BuildInfo.WithLabelValues(Version, runtime.Version()).Set(1)
 	s.Registry = reg
 
@@ -216,8 +223,15 @@ func (s *Server) start(ctx context.Context, dsn string) error {
 	if len(cfg.Auth.Tokens) == 0 {
 		log.Warn("auth.tokens is empty: the management API refuses every request (set WALHOOK_AUTH_TOKENS)")
 	}
-	apiSrv := &http.Server{Handler: api.Handler(api.Options{Prefix: cfg.API.Prefix, Tokens: cfg.Auth.Tokens, Service: Service(cfg, st), Logger: log}),
-		ReadHeaderTimeout: 10 * time.Second}
+	upstream, err := Upstream(cfg, log)
+	if err != nil {
+		apiLn.Close()
+		adminLn.Close()
+		return err
+	}
+	own := api.Handler(api.Options{Prefix: cfg.API.Prefix, Tokens: cfg.Auth.Tokens, Service: Service(cfg, st), Logger: log})
+	// No WriteTimeout: it would cut proxied streams and websockets.
+	apiSrv := &http.Server{Handler: proxy.Mount(cfg.API.Prefix, own, upstream), ReadHeaderTimeout: 10 * time.Second}
 	adminSrv := &http.Server{Handler: s.adminHandler(reg), ReadHeaderTimeout: 10 * time.Second}
 
 	// Lifetimes: the stream stops first, then listeners, scheduler and
@@ -253,7 +267,7 @@ func (s *Server) start(ctx context.Context, dsn string) error {
 		_ = apiSrv.Shutdown(sctx)
 		_ = adminSrv.Shutdown(sctx)
 	}()
-	log.Info("walhook serving", "listen", s.APIAddr, "admin_listen", s.AdminAddr, "slot", cfg.Replication.Slot,
+	log.Info("walhook serving", "listen", s.APIAddr, "admin_listen", s.AdminAddr, "upstream", cfg.Proxy.Upstream, "slot", cfg.Replication.Slot,
 		"outbox", cfg.Outbox.Table, "endpoints", len(eps))
 
 	go func() {
@@ -267,6 +281,31 @@ func (s *Server) start(ctx context.Context, dsn string) error {
 		log.Info("walhook stopped")
 	}()
 	return nil
+}
+
+// Upstream builds the reverse proxy to proxy.upstream (a 404 handler when
+// none is configured).
+func Upstream(cfg *config.Config, log *slog.Logger) (http.Handler, error) {
+	opts := proxy.Options{Logger: log}
+	if cfg.Proxy.Upstream != "" {
+		u, err := url.Parse(cfg.Proxy.Upstream)
+		if err != nil {
+			return nil, fmt.Errorf("proxy.upstream: %w", err)
+		}
+		opts.Upstream = u
+	}
+	for _, c := range cfg.Proxy.TrustedProxies {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return nil, fmt.Errorf("proxy.trusted_proxies: %w", err)
+		}
+		opts.TrustedProxies = append(opts.TrustedProxies, p)
+	}
+	h, err := proxy.New(opts)
+	if err != nil {
+		return nil, fmt.Errorf("proxy.upstream: %w", err)
+	}
+	return h, nil
 }
 
 // schedulerRef breaks the construction cycles recorder → scheduler →

@@ -89,6 +89,17 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	fmt.Fprint(w, "ok")
 }
 
+// requests counts every request received.
+func (r *receiver) requests() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, c := range r.byID {
+		n += c
+	}
+	return n
+}
+
 func (r *receiver) distinct() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -98,7 +109,13 @@ func (r *receiver) distinct() int {
 // subscribe creates an endpoint for rcv and lets rcv verify with its secret.
 func subscribe(t *testing.T, cfg *config.Config, s *app.Server, rcv *receiver, url string, patterns ...string) manage.Endpoint {
 	t.Helper()
-	ep, err := app.Service(cfg, s.Store).CreateEndpoint(context.Background(), manage.EndpointInput{URL: url, Events: patterns})
+	return subscribeWith(t, cfg, s, rcv, manage.EndpointInput{URL: url, Events: patterns})
+}
+
+// subscribeWith is subscribe with every endpoint setting.
+func subscribeWith(t *testing.T, cfg *config.Config, s *app.Server, rcv *receiver, in manage.EndpointInput) manage.Endpoint {
+	t.Helper()
+	ep, err := app.Service(cfg, s.Store).CreateEndpoint(context.Background(), in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +140,11 @@ func start(t *testing.T, cfg *config.Config) *app.Server {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	s, err := app.Start(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var w io.Writer = io.Discard
+	if os.Getenv("WALHOOK_TEST_LOG") != "" {
+		w = os.Stderr
+	}
+	s, err := app.Start(ctx, cfg, slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,5 +1,5 @@
 // Package cli implements walhook's command line: serve, migrate, endpoint
-// create/list and config check. It parses flags, loads the configuration and
+// and delivery management, and config check. It parses flags, loads the configuration and
 // calls into app; it holds no logic of its own.
 package cli
 
@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/walhook/walhook/internal/app"
 	"github.com/walhook/walhook/internal/config"
@@ -26,7 +27,12 @@ Usage:
   walhook serve    [--config FILE]       run (no database.url: embedded PostgreSQL in database.data_dir)
   walhook migrate  [--config FILE]       create/upgrade walhook's schema, the outbox table, publication and slot
   walhook endpoint create [--config FILE] --url URL --events 'order.*,payment.failed' [--tenant T] [--description D]
+                          [--retry-schedule 1m,5m,30m] [--max-attempts N] [--no-retry-4xx]
   walhook endpoint list   [--config FILE] [--tenant T]
+  walhook endpoint pause|resume ID       stop or restart deliveries (resume also re-enables a disabled endpoint)
+  walhook endpoint enable ID             re-enable a disabled endpoint (same as resume)
+  walhook endpoint recover ID --since 2h re-queue the endpoint's failed deliveries created since then
+  walhook delivery retry ID              attempt one delivery again now (same webhook-id)
   walhook config check --config FILE     validate a configuration file
   walhook version
 
@@ -47,6 +53,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = migrate(ctx, args[1:], stderr)
 	case "endpoint":
 		err = endpoint(ctx, args[1:], stdout, stderr)
+	case "delivery":
+		err = deliveryCmd(ctx, args[1:], stdout, stderr)
 	case "config":
 		err = configCmd(args[1:], stdout)
 	case "version":
@@ -148,17 +156,17 @@ func endpoint(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		url := fs.String("url", "", "endpoint URL (http or https)")
 		events := fs.String("events", "", "comma-separated event types or patterns, e.g. 'order.*,payment.failed'")
 		desc := fs.String("description", "", "description")
+		schedule := fs.String("retry-schedule", "", "comma-separated retry delays for this endpoint, e.g. '30s,5m,1h' (default: delivery.retry_schedule)")
+		maxAttempts := fs.Int("max-attempts", 0, "attempts before a delivery fails (default: delivery.max_attempts)")
+		no4xx := fs.Bool("no-retry-4xx", false, "fail at once on 4xx answers other than 408, 409, 425 and 429")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		var patterns []string
-		for _, p := range strings.Split(*events, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				patterns = append(patterns, p)
-			}
-		}
+		retry4xx := !*no4xx
+		in := manage.EndpointInput{URL: *url, Events: splitList(*events), TenantID: *tenant, Description: *desc,
+			RetrySchedule: splitList(*schedule), MaxAttempts: *maxAttempts, RetryClientErrors: &retry4xx}
 		return withStore(ctx, *path, func(cfg *config.Config, st *store.Store) error {
-			ep, err := app.Service(cfg, st).CreateEndpoint(ctx, manage.EndpointInput{URL: *url, Events: patterns, TenantID: *tenant, Description: *desc})
+			ep, err := app.Service(cfg, st).CreateEndpoint(ctx, in)
 			if fe, ok := manage.IsFieldError(err); ok {
 				return fmt.Errorf("--%s: %s", flagOf(fe.Field), fe.Message)
 			}
@@ -187,9 +195,88 @@ func endpoint(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			return nil
 		})
+	case "pause", "resume", "enable":
+		id, err := parseWithID(fs, args)
+		if err != nil {
+			return err
+		}
+		return withStore(ctx, *path, func(cfg *config.Config, st *store.Store) error {
+			ep, err := app.Service(cfg, st).SetEndpointActive(ctx, id, nil, args[0] != "pause")
+			if err != nil {
+				return fmt.Errorf("endpoint %s: %w", id, err)
+			}
+			return enc.Encode(ep)
+		})
+	case "recover":
+		since := fs.String("since", "", "re-queue failed deliveries created since this long ago (2h) or this RFC 3339 time")
+		id, err := parseWithID(fs, args)
+		if err != nil {
+			return err
+		}
+		from, err := manage.ParseSince(*since, time.Now())
+		if err != nil {
+			return fmt.Errorf("--since: %w", err)
+		}
+		return withStore(ctx, *path, func(cfg *config.Config, st *store.Store) error {
+			n, err := app.Service(cfg, st).RecoverEndpoint(ctx, id, nil, from)
+			if err != nil {
+				return fmt.Errorf("endpoint %s: %w", id, err)
+			}
+			return enc.Encode(map[string]any{"endpoint_id": id, "since": from.UTC(), "requeued": n})
+		})
 	default:
-		return fmt.Errorf("endpoint: unknown subcommand %q (create or list)", args[0])
+		return fmt.Errorf("endpoint: unknown subcommand %q (create, list, pause, resume, enable or recover)", args[0])
 	}
+}
+
+func deliveryCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "retry" {
+		return errors.New("delivery: say retry ID")
+	}
+	fs, path := flags("delivery retry", stderr)
+	id, err := parseWithID(fs, args)
+	if err != nil {
+		return err
+	}
+	return withStore(ctx, *path, func(cfg *config.Config, st *store.Store) error {
+		d, err := app.Service(cfg, st).RetryDelivery(ctx, id, nil)
+		if err != nil {
+			return fmt.Errorf("delivery %s: %w", id, err)
+		}
+		return json.NewEncoder(stdout).Encode(d)
+	})
+}
+
+// parseWithID parses "SUBCOMMAND ID [flags]" or "SUBCOMMAND [flags] ID".
+func parseWithID(fs *flag.FlagSet, args []string) (string, error) {
+	rest := args[1:]
+	var id string
+	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		id, rest = rest[0], rest[1:]
+	}
+	if err := fs.Parse(rest); err != nil {
+		return "", err
+	}
+	if id == "" && fs.NArg() == 1 {
+		id = fs.Arg(0)
+	} else if fs.NArg() > 0 {
+		return "", fmt.Errorf("%s: unexpected arguments %q", fs.Name(), fs.Args())
+	}
+	if id == "" {
+		return "", fmt.Errorf("%s: an id is required", fs.Name())
+	}
+	return id, nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // flagOf names the command-line flag of an input field.

@@ -15,7 +15,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
+	"path"
 	"regexp"
 	"slices"
 	"strings"
@@ -30,6 +32,7 @@ type Config struct {
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
 	Log             Log           `koanf:"log"`
 	API             API           `koanf:"api"`
+	Proxy           Proxy         `koanf:"proxy"`
 	Auth            Auth          `koanf:"auth"`
 	Outbox          Outbox        `koanf:"outbox"`
 	Replication     Replication   `koanf:"replication"`
@@ -61,6 +64,17 @@ type Log struct {
 type API struct {
 	// Prefix under which walhook serves its own routes.
 	Prefix string `koanf:"prefix"`
+}
+
+// Proxy configures the reverse proxy to the app on Listen.
+type Proxy struct {
+	// Upstream is the app's base URL (http://127.0.0.1:3000); every
+	// request outside api.prefix goes there. Empty: walhook serves only its
+	// own routes.
+	Upstream string `koanf:"upstream"`
+	// TrustedProxies are CIDRs of load balancers in front of walhook whose
+	// X-Forwarded-* headers are kept and extended; others' are replaced.
+	TrustedProxies []string `koanf:"trusted_proxies"`
 }
 
 // Auth configures who may call the management API.
@@ -153,6 +167,7 @@ func Defaults() Config {
 		ShutdownTimeout: 30 * time.Second,
 		Log:             Log{Level: "info", Format: "text"},
 		API:             API{Prefix: "/webhooks/"},
+		Proxy:           Proxy{TrustedProxies: []string{}},
 		Auth:            Auth{Tokens: []string{}},
 		Outbox: Outbox{
 			Table: "public.webhook_outbox",
@@ -184,7 +199,7 @@ func Defaults() Config {
 			QueueLimit:        10000,
 			CircuitBreaker:    CircuitBreaker{Failures: 5, Cooldown: 30 * time.Second, MaxCooldown: 10 * time.Minute},
 		},
-		Endpoint: Endpoint{DisableAfter: 5 * 24 * time.Hour},
+		Endpoint:   Endpoint{DisableAfter: 5 * 24 * time.Hour},
 		EventTypes: []string{},
 	}
 }
@@ -245,8 +260,20 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.format", "must be text or json, got %q", c.Log.Format)
 	}
-	if !strings.HasPrefix(c.API.Prefix, "/") || !strings.HasSuffix(c.API.Prefix, "/") {
-		bad("api.prefix", "must start and end with /, got %q", c.API.Prefix)
+	if base := strings.TrimSuffix(c.API.Prefix, "/"); !strings.HasPrefix(c.API.Prefix, "/") || !strings.HasSuffix(c.API.Prefix, "/") ||
+		(base != "" && path.Clean(base) != base) {
+		bad("api.prefix", "must be a clean path that starts and ends with /, like /webhooks/, got %q", c.API.Prefix)
+	}
+	if c.Proxy.Upstream != "" {
+		u, err := url.Parse(c.Proxy.Upstream)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			bad("proxy.upstream", "must be an http(s)://host[:port] URL without credentials, got %q", c.Proxy.Upstream)
+		}
+	}
+	for i, cidr := range c.Proxy.TrustedProxies {
+		if _, err := netip.ParsePrefix(cidr); err != nil {
+			bad(fmt.Sprintf("proxy.trusted_proxies[%d]", i), "%q is not a CIDR like 10.0.0.0/8", cidr)
+		}
 	}
 	for i, tok := range c.Auth.Tokens {
 		if len(tok) < 16 {

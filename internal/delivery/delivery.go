@@ -107,9 +107,9 @@ type Options struct {
 	Policy  retry.Policy
 	Resumer Resumer
 	Network netguard.Policy
-	Logger           *slog.Logger
-	Metrics          *metrics.Metrics
-	Now              func() time.Time
+	Logger  *slog.Logger
+	Metrics *metrics.Metrics
+	Now     func() time.Time
 }
 
 // Dispatcher runs attempts.

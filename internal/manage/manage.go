@@ -40,6 +40,13 @@ type EndpointInput struct {
 	Events      []string          `json:"events"`
 	TenantID    string            `json:"tenant_id"`
 	Headers     map[string]string `json:"headers"`
+	// Retry policy overrides; empty/zero/nil keep the configured defaults.
+	RetrySchedule     []string `json:"retry_schedule"` // Go durations: "30s", "5m", "2h"
+	MaxAttempts       int      `json:"max_attempts"`
+	RetryClientErrors *bool    `json:"retry_client_errors"`
+	RateLimit         int      `json:"rate_limit"`
+
+	schedule []time.Duration // parsed RetrySchedule
 }
 
 // reservedHeaders are set by walhook on every request and cannot be overridden.
@@ -100,31 +107,70 @@ func (s *Service) Validate(in *EndpointInput) error {
 			return &FieldError{"headers", fmt.Sprintf("value of %q must be one line of at most 1000 characters", k)}
 		}
 	}
+	if len(in.RetrySchedule) > 50 {
+		return &FieldError{"retry_schedule", "must list at most 50 delays"}
+	}
+	in.schedule = nil
+	for i, v := range in.RetrySchedule {
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil || d < time.Second || d > 7*24*time.Hour {
+			return &FieldError{fmt.Sprintf("retry_schedule[%d]", i), fmt.Sprintf("%q must be a duration between 1s and 168h, like 30s, 5m or 2h", v)}
+		}
+		in.schedule = append(in.schedule, d)
+	}
+	if in.MaxAttempts < 0 || in.MaxAttempts > 100 {
+		return &FieldError{"max_attempts", "must be between 1 and 100 (0: the default)"}
+	}
+	if in.RateLimit < 0 || in.RateLimit > 100000 {
+		return &FieldError{"rate_limit", "must be between 1 and 100000 requests per second (0: unlimited)"}
+	}
 	return nil
 }
 
 // Endpoint is the JSON view of an endpoint; Secret is set only on creation.
 type Endpoint struct {
-	ID             string            `json:"id"`
-	TenantID       string            `json:"tenant_id,omitempty"`
-	URL            string            `json:"url"`
-	Description    string            `json:"description"`
-	Events         []string          `json:"events"`
-	Headers        map[string]string `json:"headers"`
-	Active         bool              `json:"active"`
-	DisabledReason string            `json:"disabled_reason,omitempty"`
-	CreatedAt      time.Time         `json:"created_at"`
-	UpdatedAt      time.Time         `json:"updated_at"`
-	Secret         string            `json:"secret,omitempty"`
+	ID          string            `json:"id"`
+	TenantID    string            `json:"tenant_id,omitempty"`
+	URL         string            `json:"url"`
+	Description string            `json:"description"`
+	Events      []string          `json:"events"`
+	Headers     map[string]string `json:"headers"`
+	Active      bool              `json:"active"`
+	// State is active, paused or disabled.
+	State             string     `json:"state"`
+	DisabledReason    string     `json:"disabled_reason,omitempty"`
+	DisabledAt        *time.Time `json:"disabled_at,omitempty"`
+	FailingSince      *time.Time `json:"failing_since,omitempty"`
+	RetrySchedule     []string   `json:"retry_schedule,omitempty"`
+	MaxAttempts       int        `json:"max_attempts,omitempty"`
+	RetryClientErrors bool       `json:"retry_client_errors"`
+	RateLimit         int        `json:"rate_limit,omitempty"`
+	CreatedAt         time.Time  `json:"created_at"`
+	UpdatedAt         time.Time  `json:"updated_at"`
+	Secret            string     `json:"secret,omitempty"`
 }
 
 // EndpointView renders an endpoint without its secret.
 func EndpointView(e *store.Endpoint) Endpoint {
-	return Endpoint{
+	v := Endpoint{
 		ID: e.ID, TenantID: e.TenantID, URL: e.URL, Description: e.Description, Events: e.EventTypes,
 		Headers: e.Headers, Active: e.Active, DisabledReason: e.DisabledReason,
+		DisabledAt: optTime(e.DisabledAt), FailingSince: optTime(e.FailingSince),
+		MaxAttempts: e.MaxAttempts, RetryClientErrors: e.RetryClientErrors, RateLimit: e.RateLimit,
 		CreatedAt: e.CreatedAt.UTC(), UpdatedAt: e.UpdatedAt.UTC(),
 	}
+	for _, d := range e.RetrySchedule {
+		v.RetrySchedule = append(v.RetrySchedule, d.String())
+	}
+	switch {
+	case e.Active:
+		v.State = "active"
+	case e.DisabledReason != "":
+		v.State = "disabled"
+	default:
+		v.State = "paused"
+	}
+	return v
 }
 
 // CreateEndpoint validates input and stores a new active endpoint with a
@@ -138,7 +184,9 @@ func (s *Service) CreateEndpoint(ctx context.Context, in EndpointInput) (Endpoin
 		return Endpoint{}, fmt.Errorf("generate secret: %w", err)
 	}
 	e := &store.Endpoint{URL: in.URL, Description: in.Description, EventTypes: in.Events, TenantID: in.TenantID,
-		Headers: in.Headers, Secret: secret, Active: true}
+		Headers: in.Headers, Secret: secret, Active: true,
+		RetrySchedule: in.schedule, MaxAttempts: in.MaxAttempts, RetryClientErrors: in.RetryClientErrors == nil || *in.RetryClientErrors,
+		RateLimit: in.RateLimit}
 	if err := s.Store.CreateEndpoint(ctx, e); err != nil {
 		return Endpoint{}, err
 	}
@@ -194,4 +242,41 @@ func IsFieldError(err error) (*FieldError, bool) {
 	var fe *FieldError
 	ok := errors.As(err, &fe)
 	return fe, ok
+}
+
+// RetryDelivery re-queues a delivery for an attempt now (one more attempt if
+// it had finished). tenant, when not nil, scopes the lookup.
+func (s *Service) RetryDelivery(ctx context.Context, id string, tenant *string) (Delivery, error) {
+	d, err := s.Store.RetryDelivery(ctx, id, tenant)
+	if err != nil {
+		return Delivery{}, err
+	}
+	return DeliveryView(d), nil
+}
+
+// RecoverEndpoint re-queues an endpoint's failed deliveries created since.
+func (s *Service) RecoverEndpoint(ctx context.Context, id string, tenant *string, since time.Time) (int, error) {
+	return s.Store.RecoverEndpoint(ctx, id, tenant, since)
+}
+
+// SetEndpointActive pauses or resumes an endpoint; resuming re-enables a
+// disabled one.
+func (s *Service) SetEndpointActive(ctx context.Context, id string, tenant *string, active bool) (Endpoint, error) {
+	e, err := s.Store.SetEndpointActive(ctx, id, tenant, active)
+	if err != nil {
+		return Endpoint{}, err
+	}
+	return EndpointView(e), nil
+}
+
+// ParseSince reads a point in time given as a duration ago ("2h", "90m") or
+// an RFC 3339 timestamp.
+func ParseSince(v string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("%q is neither a duration ago (2h, 90m) nor an RFC 3339 time", v)
 }

@@ -94,20 +94,28 @@ func (p *Pipeline) HandleTxn(ctx context.Context, txn *stream.Txn) error {
 	now := time.Now()
 	rec := &recorder.Txn{EndLSN: txn.EndLSN}
 	var jobs []*delivery.Job
+	var visible bool
 	ob := p.opts.Outbox
 	for i := range txn.Changes {
 		c := &txn.Changes[i]
 		if c.Rel == nil {
 			continue // logical message (heartbeat)
 		}
+		own := c.Rel.Namespace == p.opts.Schema
+		if own && !visible && (c.Rel.Name == "endpoints" || c.Rel.Name == "signals") {
+			// What follows reads what this transaction wrote.
+			if err := p.opts.Store.WaitVisible(ctx, txn.Xid); err != nil {
+				return err
+			}
+			visible = true
+		}
 		switch {
-		case c.Rel.Namespace == p.opts.Schema && c.Rel.Name == "endpoints":
+		case own && c.Rel.Name == "endpoints":
 			if err := p.endpointChanged(ctx, c); err != nil {
 				return err
 			}
-		case c.Rel.Namespace == p.opts.Schema && c.Rel.Name == "signals":
-			// Deliveries were re-queued by hand; their rows are committed
-			// (the signal commits with them), so a scan finds them.
+		case own && c.Rel.Name == "signals":
+			// Deliveries were re-queued by hand, in this transaction.
 			p.opts.Scheduler.Rescan()
 		case c.Op == stream.Insert && c.Rel.Namespace == ob.Schema && c.Rel.Name == ob.Table:
 			ev, dl, class := p.decode(c, txn, i, now)
@@ -187,6 +195,7 @@ func (p *Pipeline) endpointChanged(ctx context.Context, c *stream.Change) error 
 		return nil
 	}
 	p.opts.Dispatcher.EndpointChanged(e, oldURL)
+	p.log.Debug("endpoint changed", "endpoint_id", id, "active", e.Active)
 	return nil
 }
 

@@ -81,7 +81,7 @@ type Recorder struct {
 
 type pendingBatch struct {
 	b       store.Batch
-	parks   [][2]string // endpoint id, delivery id
+	parks   [][2]string    // endpoint id, delivery id
 	newIdx  map[string]int // delivery id → index in b.Deliveries
 	updIdx  map[string]int // delivery id → index in b.Updates
 	maxEnd  uint64

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -161,4 +162,30 @@ func (s *Store) EmitHeartbeat(ctx context.Context, prefix string) error {
 		return fmt.Errorf("emit heartbeat: %w", err)
 	}
 	return nil
+}
+
+// WaitVisible waits until transaction xid, received committed from the
+// stream, is visible to new snapshots. A commit reaches the WAL, and so the
+// stream, a moment before the committing backend publishes it to other
+// sessions: a read right after the change arrives can still see the row as
+// it was. xid is the 32-bit id of the stream's Begin message; it is widened
+// with the epoch of the current snapshot.
+func (s *Store) WaitVisible(ctx context.Context, xid uint32) error {
+	const q = `WITH s AS (SELECT pg_current_snapshot() AS snap, pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax)
+		SELECT pg_visible_in_snapshot((CASE WHEN (xmax >> 32 << 32 | $1::bigint) > xmax
+			THEN ((xmax >> 32) - 1) << 32 | $1::bigint ELSE xmax >> 32 << 32 | $1::bigint END)::text::xid8, snap) FROM s`
+	for wait := 100 * time.Microsecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		var visible bool
+		if err := s.pool.QueryRow(ctx, q, int64(xid)).Scan(&visible); err != nil {
+			return fmt.Errorf("wait for transaction %d to be visible: %w", xid, err)
+		}
+		if visible {
+			return nil
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }

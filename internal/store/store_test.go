@@ -122,3 +122,34 @@ func TestWriteBatchRecordsAndUpdates(t *testing.T) {
 		t.Fatalf("list = %v, %v", list, err)
 	}
 }
+
+func TestWaitVisibleWaitsForTheTransactionToCommit(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	tx, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var xid int64
+	if err := tx.QueryRow(ctx, `SELECT txid_current() % 4294967296`).Scan(&xid); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if err := s.WaitVisible(short, uint32(xid)); err == nil {
+		t.Fatal("WaitVisible returned while the transaction was still open")
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.WaitVisible(ctx, uint32(xid)) }()
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("WaitVisible did not return after the commit")
+	}
+}
