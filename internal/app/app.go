@@ -180,7 +180,8 @@ func (s *Server) start(ctx context.Context, dsn string) error {
 
 	policy := retry.Policy{Schedule: cfg.Delivery.RetrySchedule, MaxAttempts: cfg.Delivery.MaxAttempts, Jitter: cfg.Delivery.RetryJitter}
 	var sched *scheduler.Scheduler
-	rec := recorder.New(recorder.Options{Store: st, Slot: cfg.Replication.Slot, Scheduler: schedulerRef{&sched}, Logger: log, Metrics: m})
+	rec := recorder.New(recorder.Options{Store: st, Slot: cfg.Replication.Slot, Scheduler: schedulerRef{&sched}, Logger: log, Metrics: m,
+		FinalFlush: max(cfg.ShutdownTimeout/4, time.Second)})
 	rec.SetDurable(cursor)
 	cb := cfg.Delivery.CircuitBreaker
 	disp := delivery.New(delivery.Options{
@@ -262,7 +263,7 @@ func (s *Server) start(ctx context.Context, dsn string) error {
 		go serve(apiSrv, apiLn)
 		go serve(adminSrv, adminLn)
 		<-runCtx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout/2)
 		defer cancel()
 		_ = apiSrv.Shutdown(sctx)
 		_ = adminSrv.Shutdown(sctx)
@@ -272,8 +273,16 @@ func (s *Server) start(ctx context.Context, dsn string) error {
 
 	go func() {
 		defer close(s.done)
+		// Everything fits in shutdown_timeout: in-flight attempts get three
+		// quarters of it (then they are cut and recorded as retrying), the
+		// recorder's last flush the rest.
+		<-runCtx.Done()
+		log.Info("walhook stopping", "in_flight_grace", cfg.ShutdownTimeout*3/4)
+		var dispWG sync.WaitGroup
+		dispWG.Add(1)
+		go func() { defer dispWG.Done(); disp.Stop(cfg.ShutdownTimeout * 3 / 4) }()
 		wg.Wait()
-		disp.Stop(cfg.ShutdownTimeout)
+		dispWG.Wait()
 		stopRec()
 		recWG.Wait()
 		st.Close()

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -312,4 +313,53 @@ func TestSlowEndpointDoesNotDelayAFastOne(t *testing.T) {
 	if n := slowHits.Load(); n > int64(cfg.Delivery.EndpointInflight)*3 {
 		t.Errorf("%d requests reached the hanging endpoint; its circuit should have opened", n)
 	}
+}
+
+func TestFirstAttemptsFailThenSucceedWithExactAttemptCounts(t *testing.T) {
+	db := pgtest.New(t)
+	cfg := testConfig(t, db.DSN)
+	cfg.Delivery.RetrySchedule = []time.Duration{100 * time.Millisecond}
+	cfg.Delivery.RetryJitter = 0
+	cfg.Delivery.MaxAttempts = 5
+	cfg.Delivery.CircuitBreaker.Failures = 0
+	s := start(t, cfg)
+	defer s.Stop()
+
+	// Event n fails its first n%4 attempts with 500, then gets 200.
+	rcv := newReceiver(t)
+	rcv.fail = func(id string, attempt int) int {
+		rcv.mu.Lock()
+		n := eventN(rcv.bodies[id])
+		rcv.mu.Unlock()
+		if attempt <= n%4 {
+			return http.StatusInternalServerError
+		}
+		return 0
+	}
+	subscribe(t, cfg, s, rcv, rcv.srv.URL, "*")
+	insertEvents(t, db.DSN, 40, "order.created", true)
+	waitFor(t, "all 40 delivered", 30*time.Second, func() bool { return countStatus(t, s.Store, store.StatusDelivered) == 40 })
+
+	rows, err := s.Store.Pool().Query(context.Background(), `SELECT (e.payload->>'n')::int, d.attempts, (SELECT count(*) FROM attempts a WHERE a.delivery_id = d.id)
+		FROM deliveries d JOIN events e ON e.id = d.event_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var n, attempts, logged int
+		if err := rows.Scan(&n, &attempts, &logged); err != nil {
+			t.Fatal(err)
+		}
+		if want := n%4 + 1; attempts != want || logged != want {
+			t.Errorf("event %d: %d attempts, %d in the log; want %d", n, attempts, logged, want)
+		}
+	}
+}
+
+// eventN reads "n" from a webhook body's data.
+func eventN(body []byte) int {
+	var env struct{ Data struct{ N int } }
+	_ = json.Unmarshal(body, &env)
+	return env.Data.N
 }

@@ -247,25 +247,28 @@ func deliveryCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	})
 }
 
-// parseWithID parses "SUBCOMMAND ID [flags]" or "SUBCOMMAND [flags] ID".
+// parseWithID parses "SUBCOMMAND ID" with flags before or after the id.
 func parseWithID(fs *flag.FlagSet, args []string) (string, error) {
+	var ids []string
 	rest := args[1:]
-	var id string
-	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
-		id, rest = rest[0], rest[1:]
+	for {
+		if err := fs.Parse(rest); err != nil {
+			return "", err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		ids = append(ids, fs.Arg(0))
+		rest = fs.Args()[1:]
 	}
-	if err := fs.Parse(rest); err != nil {
-		return "", err
-	}
-	if id == "" && fs.NArg() == 1 {
-		id = fs.Arg(0)
-	} else if fs.NArg() > 0 {
-		return "", fmt.Errorf("%s: unexpected arguments %q", fs.Name(), fs.Args())
-	}
-	if id == "" {
+	switch len(ids) {
+	case 0:
 		return "", fmt.Errorf("%s: an id is required", fs.Name())
+	case 1:
+		return ids[0], nil
+	default:
+		return "", fmt.Errorf("%s: one id expected, got %q", fs.Name(), ids)
 	}
-	return id, nil
 }
 
 // splitList splits a comma-separated flag value, dropping empty items.

@@ -78,3 +78,57 @@ func TestConfigCheckEveryShippedFile(t *testing.T) {
 		t.Errorf("bad config accepted: %d %s", code, errs)
 	}
 }
+
+func TestEndpointAndDeliveryActions(t *testing.T) {
+	db := pgtest.New(t)
+	cfgPath := filepath.Join(t.TempDir(), "walhook.yaml")
+	if err := os.WriteFile(cfgPath, []byte("database:\n  url: "+db.DSN+"\nlog:\n  level: warn\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := run(t, "endpoint", "create", "--config", cfgPath, "--url", "https://example.com/hook", "--events", "*",
+		"--retry-schedule", "30s,10m", "--max-attempts", "3", "--no-retry-4xx")
+	if code != 0 {
+		t.Fatalf("create: %d %s", code, errs)
+	}
+	var ep struct {
+		ID                string   `json:"id"`
+		State             string   `json:"state"`
+		RetrySchedule     []string `json:"retry_schedule"`
+		MaxAttempts       int      `json:"max_attempts"`
+		RetryClientErrors bool     `json:"retry_client_errors"`
+		Requeued          *int     `json:"requeued"`
+	}
+	if err := json.Unmarshal([]byte(out), &ep); err != nil || ep.State != "active" || len(ep.RetrySchedule) != 2 || ep.MaxAttempts != 3 || ep.RetryClientErrors {
+		t.Fatalf("create with a retry policy printed %s (%v)", out, err)
+	}
+
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		want     string // in stdout (code 0) or stderr
+	}{
+		{"pause", []string{"endpoint", "pause", ep.ID}, 0, `"state":"paused"`},
+		{"resume, flags after the id", []string{"endpoint", "resume", ep.ID}, 0, `"state":"active"`},
+		{"enable is resume", []string{"endpoint", "enable", ep.ID}, 0, `"state":"active"`},
+		{"recover since a duration", []string{"endpoint", "recover", ep.ID, "--since", "2h"}, 0, `"requeued":0`},
+		{"recover since a time", []string{"endpoint", "recover", "--since", "2026-01-01T00:00:00Z", ep.ID}, 0, `"requeued":0`},
+		{"recover needs a valid since", []string{"endpoint", "recover", ep.ID, "--since", "yesterday"}, 1, "--since"},
+		{"recover of an unknown endpoint", []string{"endpoint", "recover", "ep_nope", "--since", "1h"}, 1, "not found"},
+		{"pause needs an id", []string{"endpoint", "pause"}, 1, "an id is required"},
+		{"retry of an unknown delivery", []string{"delivery", "retry", "msg_nope"}, 1, "not found"},
+		{"delivery needs retry", []string{"delivery", "resend", "msg_nope"}, 1, "say retry"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errs := run(t, append(tt.args, "--config", cfgPath)...)
+			got := out
+			if tt.wantCode != 0 {
+				got = errs
+			}
+			if code != tt.wantCode || !strings.Contains(got, tt.want) {
+				t.Fatalf("walhook %s = %d, stdout %q, stderr %q; want %d and %q", strings.Join(tt.args, " "), code, out, errs, tt.wantCode, tt.want)
+			}
+		})
+	}
+}

@@ -25,7 +25,8 @@ func (c circuit) String() string {
 // endpoints have none, so memory follows the number of failing endpoints.
 type health struct {
 	fails        int       // consecutive failed attempts
-	failingSince time.Time // start of the run of failures, as recorded
+	failingSince time.Time // start of the run of failures
+	recorded     bool      // failingSince is in the store
 	state        circuit
 	cooldown     time.Duration
 	probing      bool // the half-open probe is under way
@@ -50,7 +51,7 @@ func (h *health) admit(j *Job) bool {
 func (d *Dispatcher) healthOf(j *Job) *health {
 	h := d.health[j.Endpoint.ID]
 	if h == nil {
-		h = &health{failingSince: j.Endpoint.FailingSince}
+		h = &health{failingSince: j.Endpoint.FailingSince, recorded: !j.Endpoint.FailingSince.IsZero()}
 		d.health[j.Endpoint.ID] = h
 	}
 	return h
@@ -69,7 +70,7 @@ func (d *Dispatcher) observe(j *Job, att *store.Attempt, end time.Time) (changes
 			return nil, false // the common case: healthy and known to be
 		}
 		h = d.healthOf(j)
-		if !h.failingSince.IsZero() {
+		if h.recorded {
 			changes = append(changes, store.EndpointHealth{EndpointID: ep.ID})
 		}
 		if h.state != closed {
@@ -89,11 +90,17 @@ func (d *Dispatcher) observe(j *Job, att *store.Attempt, end time.Time) (changes
 		return nil, false
 	}
 	h.fails++
+	cb := d.opts.Breaker
 	if h.failingSince.IsZero() {
 		h.failingSince = att.StartedAt
+	}
+	// The run of failures is recorded once it is more than a blip (the
+	// breaker's threshold): a flaky endpoint must not rewrite its row, and
+	// so reload it through the stream, at every other request.
+	if h.fails == max(cb.Failures, 1) && !h.recorded {
+		h.recorded = true
 		changes = append(changes, store.EndpointHealth{EndpointID: ep.ID, FailingSince: h.failingSince})
 	}
-	cb := d.opts.Breaker
 	switch {
 	case att.StatusCode == 410:
 		h.state = gone

@@ -239,6 +239,9 @@ func (c *Cluster) startOnPort(ctx context.Context, cred *syscall.Credential, por
 	cmd.Stdout = c.opts.Log
 	cmd.Stderr = io.MultiWriter(c.opts.Log, stderr)
 	cmd.Dir = os.TempDir()
+	// A backend that outlives the postmaster would hold the output pipes,
+	// and Wait would wait for it forever.
+	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start postgres: %w", err)
 	}
@@ -328,7 +331,7 @@ func (c *Cluster) Stop(mode string) error {
 		select {
 		case <-c.done:
 		case <-time.After(90 * time.Second):
-			_ = c.cmd.Process.Kill()
+			_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL) // its process group: backends too
 			<-c.done
 			return errors.New("postgres did not stop within 90s; killed")
 		}

@@ -61,6 +61,8 @@ type Options struct {
 	Metrics   *metrics.Metrics
 	// MaxPending bounds rows waiting to be written; Add blocks beyond it.
 	MaxPending int
+	// FinalFlush bounds the last write after Run's context ends.
+	FinalFlush time.Duration
 }
 
 // Recorder batches writes.
@@ -102,6 +104,9 @@ func New(opts Options) *Recorder {
 	}
 	if opts.MaxPending <= 0 {
 		opts.MaxPending = 200_000
+	}
+	if opts.FinalFlush <= 0 {
+		opts.FinalFlush = 10 * time.Second
 	}
 	r := &Recorder{opts: opts, log: opts.Logger, m: opts.Metrics, next: newPending(), healthy: true,
 		kick: make(chan struct{}, 1), recov: make(chan struct{})}
@@ -209,7 +214,7 @@ func (r *Recorder) signal() {
 }
 
 // Run writes batches until ctx ends, then writes what is left (bounded by
-// a short grace period) and returns.
+// FinalFlush) and returns.
 //
 // Writes never run on ctx itself: cancelling a write half-way would drop its
 // batch while later batches, holding later transactions, could still be
@@ -221,7 +226,7 @@ func (r *Recorder) Run(ctx context.Context) {
 		select {
 		case <-r.kick:
 		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(wctx, 10*time.Second)
+			fctx, cancel := context.WithTimeout(wctx, r.opts.FinalFlush)
 			r.drain(fctx, fctx)
 			cancel()
 			return

@@ -10,8 +10,10 @@
 //     status updates) is never past Handler.Durable(): a transaction is
 //     confirmed only once the handler has recorded everything it produced.
 //     The write position reports what was received; flush and apply report
-//     what is durable (pglogrepl would copy write into flush when flush is
-//     zero: that would be at-most-once, so both are always set).
+//     what is durable. The update is encoded here, not by
+//     pglogrepl.SendStandbyStatusUpdate: that replaces a zero flush with the
+//     write position, so before anything is durable it would confirm all
+//     that was received (at-most-once).
 //   - A transaction is confirmed by its end LSN (the end of its commit
 //     record), not its commit LSN, so it is not streamed again after a
 //     restart.
@@ -29,6 +31,7 @@ package stream
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -75,7 +78,8 @@ type Change struct {
 	Op  Op
 	Rel *Relation // nil for messages
 	// Values are the new row's columns in text format (the old key for
-	// deletes); nil is NULL or an unchanged TOAST value.
+	// deletes); nil is NULL or an unchanged TOAST value. They are the
+	// change's own copy and stay valid after HandleTxn returns.
 	Values [][]byte
 	// Prefix and Content of a logical message.
 	Prefix  string
@@ -213,6 +217,7 @@ func (s *Stream) session(ctx context.Context, handled *uint64) error {
 
 	var (
 		rels    = map[uint32]*Relation{}
+		dec     decoder
 		txn     *Txn
 		lastEnd = *handled // end of the last transaction handed over or skipped
 		walEnd  uint64     // server position from the last keepalive
@@ -229,13 +234,7 @@ func (s *Stream) session(ctx context.Context, handled *uint64) error {
 			flush = c
 		}
 		write := max(s.received.Load(), flush)
-		err := pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{
-			WALWritePosition: pglogrepl.LSN(write),
-			WALFlushPosition: pglogrepl.LSN(flush),
-			WALApplyPosition: pglogrepl.LSN(flush),
-			ClientTime:       time.Now(),
-		})
-		if err != nil {
+		if err := sendStandbyStatus(conn, write, flush, time.Now()); err != nil {
 			return fmt.Errorf("send standby status: %w", err)
 		}
 		if flush > s.confirmed.Load() {
@@ -252,12 +251,26 @@ func (s *Stream) session(ctx context.Context, handled *uint64) error {
 	var dl deadline
 	dl.reset(ctx, s.opts.StatusInterval)
 	defer dl.stop()
+	// A server shutting down waits for us to confirm all it sent, while
+	// the handler may be unable to record (its connections were closed by
+	// that same shutdown): disconnecting breaks the deadlock, and the
+	// session loop reconnects once the handler is ready.
+	var stalledSince time.Time
+	lastDurable := s.handler.Durable()
 	for {
-		if time.Now().After(dl.at) {
+		if now := time.Now(); now.After(dl.at) {
 			if err := sendStatus(); err != nil {
 				return err
 			}
 			dl.reset(ctx, s.opts.StatusInterval)
+			switch d := s.handler.Durable(); {
+			case d >= lastEnd || d != lastDurable:
+				stalledSince, lastDurable = time.Time{}, d
+			case stalledSince.IsZero():
+				stalledSince = now
+			case now.Sub(stalledSince) > stallGrace && !ready(ctx, s.handler):
+				return fmt.Errorf("%w: nothing recorded for %s", errStalled, now.Sub(stalledSince).Round(time.Second))
+			}
 		}
 		raw, err := conn.ReceiveMessage(dl.ctx)
 		if err != nil {
@@ -289,6 +302,10 @@ func (s *Stream) session(ctx context.Context, handled *uint64) error {
 				return fmt.Errorf("parse keepalive: %w", err)
 			}
 			walEnd = uint64(ka.ServerWALEnd)
+			// The server has sent everything before its position.
+			if walEnd > s.received.Load() {
+				s.received.Store(walEnd)
+			}
 			if ka.ReplyRequested {
 				if err := sendStatus(); err != nil {
 					return err
@@ -299,10 +316,14 @@ func (s *Stream) session(ctx context.Context, handled *uint64) error {
 			if err != nil {
 				return fmt.Errorf("parse xlogdata: %w", err)
 			}
-			if end := uint64(xld.WALStart) + uint64(len(xld.WALData)); end > s.received.Load() {
-				s.received.Store(end)
+			// In logical replication WALStart is the LSN of the decoded
+			// record (the end of the commit record for a Commit), not the
+			// start of len(WALData) bytes of WAL: adding the length, as
+			// the pglogrepl demo does, reports positions never sent.
+			if pos := uint64(xld.WALStart); pos > s.received.Load() {
+				s.received.Store(pos)
 			}
-			done, err := s.decode(xld.WALData, rels, &txn)
+			done, err := s.decode(&dec, xld.WALData, rels, &txn)
 			if err != nil {
 				return err
 			}
@@ -322,45 +343,57 @@ func (s *Stream) session(ctx context.Context, handled *uint64) error {
 }
 
 // decode applies one pgoutput message; it returns the transaction when the
-// message was its commit.
-func (s *Stream) decode(data []byte, rels map[uint32]*Relation, txn **Txn) (*Txn, error) {
-	msg, err := pglogrepl.Parse(data)
+// message was its commit. data is only valid until the next receive: what
+// the transaction keeps is copied.
+func (s *Stream) decode(dec *decoder, data []byte, rels map[uint32]*Relation, txn **Txn) (*Txn, error) {
+	m, err := dec.decode(data)
 	if err != nil {
-		return nil, fmt.Errorf("decode pgoutput message: %w", err)
+		return nil, err
 	}
-	switch m := msg.(type) {
-	case *pglogrepl.RelationMessage:
-		r := &Relation{ID: m.RelationID, Namespace: m.Namespace, Name: m.RelationName, index: map[string]int{}}
-		for i, c := range m.Columns {
-			r.Columns = append(r.Columns, c.Name)
-			r.index[c.Name] = i
+	switch m.typ {
+	case msgRelation:
+		r := &Relation{ID: m.relID, Namespace: string(m.namespace), Name: string(m.name),
+			Columns: make([]string, len(m.relCols)), index: make(map[string]int, len(m.relCols))}
+		for i, c := range m.relCols {
+			r.Columns[i] = string(c.name)
+			r.index[r.Columns[i]] = i
 		}
-		rels[m.RelationID] = r
-	case *pglogrepl.BeginMessage:
-		*txn = &Txn{Xid: m.Xid, CommitTime: m.CommitTime, BeginAt: time.Now()}
-	case *pglogrepl.CommitMessage:
+		rels[m.relID] = r
+	case msgBegin:
+		if *txn != nil {
+			return nil, fmt.Errorf("begin of transaction %d inside transaction %d", m.xid, (*txn).Xid)
+		}
+		*txn = &Txn{Xid: m.xid, CommitTime: m.commitTime(), BeginAt: time.Now()}
+	case msgCommit:
 		t := *txn
 		if t == nil {
 			return nil, errors.New("commit without begin")
 		}
 		*txn = nil
-		t.CommitLSN, t.EndLSN = uint64(m.CommitLSN), uint64(m.TransactionEndLSN)
+		t.CommitLSN, t.EndLSN = m.lsn, m.endLSN
 		return t, nil
-	case *pglogrepl.InsertMessage:
-		return nil, addRow(*txn, rels, Insert, m.RelationID, m.Tuple)
-	case *pglogrepl.UpdateMessage:
-		return nil, addRow(*txn, rels, Update, m.RelationID, m.NewTuple)
-	case *pglogrepl.DeleteMessage:
-		return nil, addRow(*txn, rels, Delete, m.RelationID, m.OldTuple)
-	case *pglogrepl.LogicalDecodingMessage:
-		if m.Transactional && *txn != nil {
-			(*txn).Changes = append((*txn).Changes, Change{Op: Message, Prefix: m.Prefix, Content: m.Content})
+	case msgInsert:
+		return nil, addRow(*txn, rels, Insert, m.relID, &m.newTuple, data)
+	case msgUpdate:
+		return nil, addRow(*txn, rels, Update, m.relID, &m.newTuple, data)
+	case msgDelete:
+		return nil, addRow(*txn, rels, Delete, m.relID, &m.oldTuple, data)
+	case msgMessage:
+		// Non-transactional messages belong to no transaction: nothing
+		// confirms them, so they are dropped.
+		if m.flags == 1 && *txn != nil {
+			// Copied: the content points into the receive buffer, which
+			// the transaction's next message overwrites.
+			c := Change{Op: Message, Prefix: string(m.name), Content: append([]byte{}, m.content...)}
+			(*txn).Changes = append((*txn).Changes, c)
 		}
 	}
+	// Origin, Type and Truncate carry nothing walhook uses (the
+	// publications do not publish truncate).
 	return nil, nil
 }
 
-func addRow(txn *Txn, rels map[uint32]*Relation, op Op, relID uint32, tuple *pglogrepl.TupleData) error {
+func addRow(txn *Txn, rels map[uint32]*Relation, op Op, relID uint32, tuple *tuple, data []byte) error {
 	if txn == nil {
 		return errors.New("row change outside a transaction")
 	}
@@ -368,17 +401,28 @@ func addRow(txn *Txn, rels map[uint32]*Relation, op Op, relID uint32, tuple *pgl
 	if !ok {
 		return fmt.Errorf("row change for unknown relation %d", relID)
 	}
-	c := Change{Op: op, Rel: rel}
-	if tuple != nil {
-		c.Values = make([][]byte, len(tuple.Columns))
-		for i, col := range tuple.Columns {
-			if col.DataType == pglogrepl.TupleDataTypeText || col.DataType == pglogrepl.TupleDataTypeBinary {
-				c.Values[i] = col.Data
-			}
-		}
-	}
-	txn.Changes = append(txn.Changes, c)
+	txn.Changes = append(txn.Changes, Change{Op: op, Rel: rel, Values: tuple.values(data)})
 	return nil
+}
+
+// sendStandbyStatus sends a standby status update with flush and apply as
+// given, zero included: Postgres ignores a zero (invalid) flush position,
+// which is what "nothing durable yet" must mean. pglogrepl's sender would
+// send the write position instead.
+func sendStandbyStatus(conn *pgconn.PgConn, write, flush uint64, now time.Time) error {
+	const y2k = 946684800 * 1000000 // Postgres' epoch in Unix microseconds
+	data := make([]byte, 0, 34)
+	data = append(data, pglogrepl.StandbyStatusUpdateByteID)
+	data = binary.BigEndian.AppendUint64(data, write)
+	data = binary.BigEndian.AppendUint64(data, flush) // flush
+	data = binary.BigEndian.AppendUint64(data, flush) // apply
+	data = binary.BigEndian.AppendUint64(data, uint64(now.UnixMicro()-y2k))
+	data = append(data, 0) // no reply requested
+	buf, err := (&pgproto3.CopyData{Data: data}).Encode(nil)
+	if err != nil {
+		return err
+	}
+	return conn.Frontend().SendUnbufferedEncodedCopyData(buf)
 }
 
 type deadline struct {
@@ -397,4 +441,17 @@ func (d *deadline) stop() {
 	if d.cancel != nil {
 		d.cancel()
 	}
+}
+
+// stallGrace is how long transactions may wait unrecorded, with the handler
+// not ready, before the stream lets go of the server.
+const stallGrace = 2 * time.Second
+
+var errStalled = errors.New("handler cannot record; disconnecting so the server is not held")
+
+// ready reports, without waiting, whether the handler can take work.
+func ready(ctx context.Context, h Handler) bool {
+	now, cancel := context.WithCancel(ctx)
+	cancel()
+	return h.Ready(now) == nil
 }

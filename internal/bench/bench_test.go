@@ -1,0 +1,194 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// logWriter sends progress lines to the test log.
+type logWriter struct{ t *testing.T }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// TestRunTiny runs the whole harness in a tiny configuration: a real
+// Postgres, walhook built and run as a process, two endpoints, some failed
+// requests to exercise retries.
+func TestRunTiny(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL and builds walhook")
+	}
+	cfg := DefaultConfig()
+	cfg.Events = 300
+	cfg.Endpoints = 2
+	cfg.Conns = 2
+	cfg.RowsPerTxn = 5
+	cfg.Warmup = 300 * time.Millisecond
+	cfg.CeilingDuration = 400 * time.Millisecond
+	// Few enough failures that walhook's circuit breaker (5 in a row) stays
+	// closed; enough that some requests are retried.
+	cfg.FailureRatio = 0.03
+	cfg.RetrySchedule = "200ms"
+	cfg.DrainTimeout = 30 * time.Second
+	cfg.StallTimeout = 15 * time.Second
+	cfg.PGSettings = map[string]string{"fsync": "off"} // speed; durability is not under test
+	var progress bytes.Buffer
+	cfg.Progress = &syncWriter{t: t, buf: &progress}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	rep.WriteText(&text)
+	t.Logf("report:\n%s", text.String())
+
+	if !rep.Complete || rep.Missing != nil {
+		t.Fatalf("incomplete: %+v", rep.Missing)
+	}
+	if rep.Events != 300 || rep.ExpectedDeliveries != 600 || rep.Deliveries != 600 {
+		t.Errorf("events %d, expected %d, deliveries %d; want 300, 600, 600", rep.Events, rep.ExpectedDeliveries, rep.Deliveries)
+	}
+	if rep.WarmupEvents <= 0 {
+		t.Errorf("warm-up events = %d", rep.WarmupEvents)
+	}
+	rc := rep.Receivers
+	if rc.DuplicateEvents != 0 || rc.BadSignatures != 0 || rc.Unparsable != 0 {
+		t.Errorf("receivers saw %d duplicate events, %d bad signatures, %d unparsable bodies", rc.DuplicateEvents, rc.BadSignatures, rc.Unparsable)
+	}
+	if rep.Requests < rep.Deliveries {
+		t.Errorf("requests %d < deliveries %d", rep.Requests, rep.Deliveries)
+	}
+	for name, l := range map[string]Latency{"latency": rep.Latency, "latency to 2xx": rep.LatencyToOK} {
+		if l.Samples != 600 || l.P50 < 0 || l.P50 > l.P90 || l.P90 > l.P99 || l.P99 > l.Max || l.Max <= 0 {
+			t.Errorf("%s not sane: %+v", name, l)
+		}
+	}
+	if rep.LatencyToOK.Max < rep.Latency.Max {
+		t.Errorf("latency to 2xx max %.1f < first request max %.1f", rep.LatencyToOK.Max, rep.Latency.Max)
+	}
+	positive := map[string]float64{
+		"window seconds":           rep.WindowSeconds,
+		"deliveries/s":             rep.DeliveriesPerSec,
+		"events/s":                 rep.EventsPerSec,
+		"producer events/s":        rep.Producer.EventsPerSec,
+		"raw HTTP/s":               rep.Ceilings.RawHTTP.PerSec,
+		"producer alone/s":         rep.Ceilings.ProducerAlonePerSec,
+		"deliveries vs raw":        rep.Ratios.DeliveriesVsRawHTTP,
+		"events vs producer":       rep.Ratios.EventsVsProducer,
+		"walhook CPU":              rep.Walhook.CPUSeconds,
+		"walhook CPU per 1000":     rep.Walhook.CPUPer1000,
+		"walhook peak RSS":         float64(rep.Walhook.PeakRSS),
+		"postgres CPU":             rep.Postgres.CPUSeconds,
+		"rows inserted/delivery":   rep.Postgres.InsertedPerDelivery,
+		"WAL bytes per delivery":   rep.Postgres.WALBytesPerDelivery,
+		"machine busy percent":     rep.Machine.BusyPercent,
+		"walhook 2xx attempts":     rep.Walhook.Metrics[`walhook_attempts_total{class="2xx"}`],
+		"outbox inserts in public": float64(rep.Postgres.BySchema["public"].Inserted),
+		"walhook schema inserts":   float64(rep.Postgres.BySchema["walhook"].Inserted),
+	}
+	for name, v := range positive {
+		if !(v > 0) {
+			t.Errorf("%s = %v, want > 0", name, v)
+		}
+	}
+	if rep.DeliveriesPerSec > rep.Ceilings.RawHTTP.PerSec*5 {
+		t.Errorf("deliveries/s %.0f implausibly above the raw HTTP ceiling %.0f", rep.DeliveriesPerSec, rep.Ceilings.RawHTTP.PerSec)
+	}
+	if _, err := json.Marshal(rep); err != nil {
+		t.Errorf("report does not marshal: %v", err)
+	}
+	if rep.Walhook.ExitError != "" {
+		t.Errorf("walhook exit: %s", rep.Walhook.ExitError)
+	}
+
+	// Everything is cleaned up: the temporary directory is gone.
+	m := regexp.MustCompile(`starting PostgreSQL in (\S+)`).FindStringSubmatch(progress.String())
+	if m == nil {
+		t.Fatal("no temporary directory in the progress lines")
+	}
+	if _, err := os.Stat(m[1]); !os.IsNotExist(err) {
+		t.Errorf("temporary directory %s not removed (%v)", m[1], err)
+	}
+}
+
+// syncWriter keeps progress lines and logs them; Run writes from one
+// goroutine at a time, the test reads after Run.
+type syncWriter struct {
+	t   *testing.T
+	buf *bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.buf.Write(p)
+	return logWriter{w.t}.Write(p)
+}
+
+func TestParseSeq(t *testing.T) {
+	for body, want := range map[string]int64{
+		`{"type":"bench.event","timestamp":"2026-01-01T00:00:00.000000Z","data":{"seq": 42, "padding": "xx"}}`: 42,
+		`{"data":{"seq":7}}`:         7,
+		`{"data":{"seq": 0, "x":1}}`: 0,
+	} {
+		if got, ok := parseSeq([]byte(body)); !ok || got != want {
+			t.Errorf("parseSeq(%s) = %d, %v; want %d", body, got, ok, want)
+		}
+	}
+	for _, body := range []string{`{}`, `{"seq": "x"}`, `{"seq": }`} {
+		if _, ok := parseSeq([]byte(body)); ok {
+			t.Errorf("parseSeq(%s) ok, want not", body)
+		}
+	}
+}
+
+func TestLatencyPercentiles(t *testing.T) {
+	ns := make([]int64, 100)
+	for i := range ns {
+		ns[i] = int64(100-i) * 1e6 // 100ms … 1ms, unsorted
+	}
+	l := latency(ns)
+	if l.Samples != 100 || l.P50 != 50 || l.P90 != 90 || l.P99 != 99 || l.Max != 100 || l.Mean != 50.5 {
+		t.Errorf("latency = %+v", l)
+	}
+	if l := latency(nil); l != (Latency{}) {
+		t.Errorf("latency(nil) = %+v", l)
+	}
+}
+
+func TestParseProcStat(t *testing.T) {
+	// The command name may hold spaces and parentheses.
+	line := []byte("1234 (wal hook (x)) S 1 1234 1234 0 -1 4194304 100 0 0 0 250 50 7 3 20 0 12 0 100 0 0")
+	pt, err := parseProcStat(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pt.ppid != 1 || pt.self != 3 || pt.children != 0.1 {
+		t.Errorf("parseProcStat = %+v; want ppid 1, self 3s, children 0.1s", pt)
+	}
+	self, err := readProcTimes(os.Getpid())
+	if err != nil || self.ppid != os.Getppid() {
+		t.Errorf("readProcTimes(self) = %+v, %v", self, err)
+	}
+}
+
+func TestMetricDelta(t *testing.T) {
+	before := metricSample{`walhook_attempts_total{class="2xx"}`: 10, "walhook_inflight_requests": 3}
+	after := metricSample{`walhook_attempts_total{class="2xx"}`: 25, `walhook_attempts_total{class="5xx"}`: 2, "walhook_inflight_requests": 1}
+	d := after.delta(before)
+	if d[`walhook_attempts_total{class="2xx"}`] != 15 || d[`walhook_attempts_total{class="5xx"}`] != 2 || d["walhook_inflight_requests"] != 1 {
+		t.Errorf("delta = %v", d)
+	}
+	if got := d.sum("walhook_attempts_total", ""); got != 17 {
+		t.Errorf("sum = %v, want 17", got)
+	}
+}

@@ -1,0 +1,269 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/walhook/walhook/internal/signature"
+)
+
+// rawHeader marks the requests of the raw HTTP ceiling: receivers answer them
+// like webhooks (same latency) but do not record them.
+const rawHeader = "X-Bench-Raw"
+
+// clock is the one time base of a run: the producer's commit times and the
+// receivers' read times are nanoseconds on it, monotonic and comparable.
+type clock struct{ base time.Time }
+
+func (c clock) now() int64 { return int64(time.Since(c.base)) }
+
+type receiverOptions struct {
+	Latency      time.Duration
+	FailureRatio float64
+	// Hang: never answer; the request ends when walhook gives up on it.
+	Hang   bool
+	Verify bool
+	Clock  clock
+}
+
+// hit is what a receiver knows of one delivery (one webhook-id).
+type hit struct {
+	seq      int64
+	firstAt  int64 // first request read, on the run's clock
+	okAt     int64 // request answered 2xx; 0 = none yet
+	requests int32
+}
+
+// receiverCounts are a receiver's request counters.
+type receiverCounts struct {
+	Requests int64 `json:"requests"`
+	// Failed were answered 500 on purpose (failure ratio).
+	Failed int64 `json:"failed"`
+	// DuplicateOK: a webhook-id answered 2xx before came again.
+	DuplicateOK int64 `json:"duplicate_ok"`
+	// DuplicateEvents: a second webhook-id for an event the endpoint already
+	// had, i.e. one event delivered as two deliveries.
+	DuplicateEvents int64 `json:"duplicate_events"`
+	BadSignatures   int64 `json:"bad_signatures"`
+	// Unparsable: no webhook-id or no "seq" in the body.
+	Unparsable int64 `json:"unparsable"`
+}
+
+func (c *receiverCounts) add(o receiverCounts) {
+	c.Requests += o.Requests
+	c.Failed += o.Failed
+	c.DuplicateOK += o.DuplicateOK
+	c.DuplicateEvents += o.DuplicateEvents
+	c.BadSignatures += o.BadSignatures
+	c.Unparsable += o.Unparsable
+}
+
+// receiver is one webhook endpoint: a keep-alive HTTP server on loopback. One
+// server per endpoint gives each its own host:port, as real endpoints have,
+// so walhook's per-host connection pool is not shared between them.
+type receiver struct {
+	opts receiverOptions
+	srv  *http.Server
+	url  string
+	// stop releases handlers that wait (latency, hang) when the run ends.
+	stop   chan struct{}
+	served chan struct{}
+
+	// okDistinct counts deliveries answered 2xx, once per event: what the
+	// run waits for.
+	okDistinct atomic.Int64
+	raw        atomic.Int64
+
+	mu     sync.Mutex
+	secret string
+	byID   map[string]*hit // dedupe by webhook-id
+	bySeq  map[int64]*hit  // the first delivery seen of each event
+	counts receiverCounts
+}
+
+func newReceiver(opts receiverOptions) (*receiver, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("receiver listen: %w", err)
+	}
+	rc := &receiver{
+		opts:   opts,
+		url:    "http://" + ln.Addr().String() + "/hook",
+		stop:   make(chan struct{}),
+		served: make(chan struct{}),
+		byID:   map[string]*hit{},
+		bySeq:  map[int64]*hit{},
+	}
+	rc.srv = &http.Server{
+		Handler:           rc,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       5 * time.Minute,
+		// Aborted and timed-out requests are expected here (hanging
+		// endpoints, walhook's timeouts); they are counted, not logged.
+		ErrorLog: log.New(io.Discard, "", 0),
+	}
+	go func() {
+		defer close(rc.served)
+		_ = rc.srv.Serve(ln)
+	}()
+	return rc, nil
+}
+
+func (rc *receiver) setSecret(s string) {
+	rc.mu.Lock()
+	rc.secret = s
+	rc.mu.Unlock()
+}
+
+// close stops the server and every handler still waiting.
+func (rc *receiver) close() {
+	close(rc.stop)
+	_ = rc.srv.Close()
+	<-rc.served
+}
+
+func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	at := rc.opts.Clock.now()
+	if err != nil {
+		return // the client went away mid-body
+	}
+	if r.Header.Get(rawHeader) != "" {
+		rc.raw.Add(1)
+		rc.wait(r.Context(), rc.opts.Latency)
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if rc.opts.Hang {
+		rc.mu.Lock()
+		rc.counts.Requests++
+		rc.mu.Unlock()
+		rc.wait(r.Context(), -1)
+		// Returning would answer 200; abort the connection instead.
+		panic(http.ErrAbortHandler)
+	}
+
+	id := r.Header.Get("webhook-id")
+	seq, parsed := parseSeq(body)
+	fail := rc.opts.FailureRatio > 0 && rand.Float64() < rc.opts.FailureRatio
+	rc.mu.Lock()
+	secret := rc.secret
+	rc.record(id, seq, parsed, fail, at)
+	rc.mu.Unlock()
+	if rc.opts.Verify && signature.Verify(secret, r.Header, body, time.Now(), signature.DefaultTolerance) != nil {
+		rc.mu.Lock()
+		rc.counts.BadSignatures++
+		rc.mu.Unlock()
+	}
+	rc.wait(r.Context(), rc.opts.Latency)
+	if fail {
+		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// record books one webhook request; rc.mu is held.
+func (rc *receiver) record(id string, seq int64, parsed, fail bool, at int64) {
+	rc.counts.Requests++
+	if id == "" || !parsed {
+		rc.counts.Unparsable++
+		return
+	}
+	h := rc.byID[id]
+	if h == nil {
+		h = &hit{seq: seq, firstAt: at}
+		rc.byID[id] = h
+		if rc.bySeq[seq] == nil {
+			rc.bySeq[seq] = h
+		} else {
+			rc.counts.DuplicateEvents++
+		}
+	}
+	h.requests++
+	switch {
+	case fail:
+		rc.counts.Failed++
+	case h.okAt != 0:
+		rc.counts.DuplicateOK++
+	default:
+		h.okAt = at
+		if rc.bySeq[seq] == h {
+			rc.okDistinct.Add(1)
+		}
+	}
+}
+
+// wait sleeps for d (d < 0: until released) unless the request or the run
+// ends first; an ended request is aborted rather than answered.
+func (rc *receiver) wait(ctx context.Context, d time.Duration) {
+	if d == 0 {
+		return
+	}
+	var timeout <-chan time.Time
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-timeout:
+		return
+	case <-ctx.Done():
+	case <-rc.stop:
+	}
+	panic(http.ErrAbortHandler)
+}
+
+// hits copies what the receiver saw, by event sequence number.
+func (rc *receiver) hits() (map[int64]hit, receiverCounts) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	out := make(map[int64]hit, len(rc.bySeq))
+	for seq, h := range rc.bySeq {
+		out[seq] = *h
+	}
+	return out, rc.counts
+}
+
+func (rc *receiver) requestCount() int64 {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.counts.Requests
+}
+
+var seqKey = []byte(`"seq":`)
+
+// parseSeq finds the sequence number in a webhook body
+// {"type":…,"timestamp":…,"data":{"seq": N, "padding": …}} without decoding
+// the JSON: the receivers share the machine with walhook, so they stay cheap.
+// jsonb orders shorter keys first, so "seq" precedes "padding".
+func parseSeq(body []byte) (int64, bool) {
+	i := bytes.Index(body, seqKey)
+	if i < 0 {
+		return 0, false
+	}
+	b := body[i+len(seqKey):]
+	for len(b) > 0 && b[0] == ' ' {
+		b = b[1:]
+	}
+	var n int64
+	digits := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			break
+		}
+		n = n*10 + int64(c-'0')
+		digits++
+	}
+	return n, digits > 0 && digits < 19
+}
