@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -90,6 +91,12 @@ type Config struct {
 	WalhookBin string
 	// Progress receives one line per step; nil discards them.
 	Progress io.Writer
+	// WalhookProfile, when set, is where a CPU profile of walhook taken
+	// during the measured phase is written (walhook serves pprof on its
+	// admin listener for it).
+	WalhookProfile string
+	// ProfileSeconds is the length of that profile.
+	ProfileSeconds int
 }
 
 // DefaultConfig is what the command runs without flags.
@@ -428,6 +435,9 @@ func (r *run) configureWalhook(bin string) {
 	if attempts > 0 {
 		s["delivery.max_attempts"] = strconv.Itoa(attempts)
 	}
+	if cfg.WalhookProfile != "" {
+		s["admin_pprof"] = "true"
+	}
 	maps.Copy(s, cfg.WalhookSettings)
 	r.settings = s
 	r.wh = &walhookProc{bin: bin, logPath: filepath.Join(r.dir, "walhook.log"), env: walhookEnv(s)}
@@ -588,10 +598,16 @@ func (r *run) measure(ctx context.Context, prod *producer, warm *production) (*m
 			m.peakScope = "process"
 		}
 		r.progress("measuring: producing %s", what)
+		profiled := r.profileWalhook(ctx)
 		if m.prod, err = prod.run(ctx, warm.next, limit, cfg.Duration); err != nil {
 			return nil, fmt.Errorf("produce: %w", err)
 		}
 		m.windowStart = m.prod.start
+		defer func() {
+			if perr := <-profiled; perr != nil {
+				r.progress("walhook profile: %v", perr)
+			}
+		}()
 	}
 	expected := (warm.events + m.prod.events) * int64(len(r.answering()))
 	if m.complete, err = r.waitDeliveries(ctx, expected, "drain"); err != nil {
@@ -760,4 +776,43 @@ func sampleBody(payloadBytes int) []byte {
 	pad := max(0, payloadBytes-len(`{"seq": 1000000, "padding": ""}`))
 	return fmt.Appendf(nil, `{"type":%q,"timestamp":%q,"data":{"seq": 1000000, "padding": "%s"}}`,
 		eventType, time.Now().UTC().Format("2006-01-02T15:04:05.000000Z07:00"), strings.Repeat("x", pad))
+}
+
+// profileWalhook takes a CPU profile of walhook from its pprof endpoint in
+// the background; the channel gets the outcome.
+func (r *run) profileWalhook(ctx context.Context) <-chan error {
+	done := make(chan error, 1)
+	if r.cfg.WalhookProfile == "" {
+		done <- nil
+		return done
+	}
+	secs := max(r.cfg.ProfileSeconds, 1)
+	go func() {
+		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", r.wh.admin, secs)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			done <- err
+			return
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- fmt.Errorf("fetch walhook profile: %w", err)
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(r.cfg.WalhookProfile)
+		if err != nil {
+			done <- err
+			return
+		}
+		_, err = io.Copy(f, resp.Body)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			r.progress("walhook CPU profile (%ds) written to %s", secs, r.cfg.WalhookProfile)
+		}
+		done <- err
+	}()
+	return done
 }

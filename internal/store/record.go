@@ -98,9 +98,9 @@ type Batch struct {
 	Slot   string
 	Cursor uint64
 	// Tolerant inserts skip rows whose key exists instead of failing the
-	// batch. It is slower (rows go through temporary tables), so it is only
-	// used to write a batch that failed with IsDuplicate: a duplicate must
-	// never stall recording.
+	// batch. It is only used to write again a batch that failed with
+	// IsDuplicate (a duplicate must never stall recording): a silent skip
+	// would hide the bug that made the duplicate.
 	Tolerant bool
 }
 
@@ -108,28 +108,6 @@ type Batch struct {
 func IsDuplicate(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == "23505"
-}
-
-// copyRows inserts n rows into table with COPY, or, for a tolerant batch,
-// COPYs them into a temporary twin and inserts what does not exist yet.
-func copyRows(ctx context.Context, tx pgx.Tx, b *Batch, table string, cols []string, n int, row func(i int) ([]any, error)) error {
-	target := table
-	if b.Tolerant {
-		target = "tolerant_" + table
-		if _, err := tx.Exec(ctx, "CREATE TEMP TABLE IF NOT EXISTS "+target+" (LIKE "+table+" INCLUDING DEFAULTS) ON COMMIT DROP"); err != nil {
-			return err
-		}
-	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{target}, cols, pgx.CopyFromSlice(n, row)); err != nil {
-		return err
-	}
-	if b.Tolerant {
-		list := strings.Join(cols, ", ")
-		if _, err := tx.Exec(ctx, "INSERT INTO "+table+" ("+list+") SELECT "+list+" FROM "+target+" ON CONFLICT DO NOTHING"); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // Empty reports whether the batch writes nothing.
@@ -164,66 +142,115 @@ func nullInt(n int) any {
 	return int32(n)
 }
 
-// WriteBatch records b atomically: rows are inserted with COPY and updates
-// applied with one statement, in a single transaction.
+// column is one column of a batched insert: its name, its SQL type, and a
+// slice of its values (one per row).
+type column struct {
+	name, typ string
+	values    any
+}
+
+// queueInsert queues INSERT ... SELECT FROM unnest(arrays): any number of
+// rows in one statement, pipelined with the rest of the batch.
+func queueInsert(q *pgx.Batch, table string, tolerant bool, cols ...column) {
+	names := make([]string, len(cols))
+	params := make([]string, len(cols))
+	args := make([]any, len(cols))
+	for i, c := range cols {
+		names[i] = c.name
+		params[i] = fmt.Sprintf("$%d::%s[]", i+1, c.typ)
+		args[i] = c.values
+	}
+	sql := "INSERT INTO " + table + " (" + strings.Join(names, ", ") + ") SELECT * FROM unnest(" + strings.Join(params, ", ") + ")"
+	if tolerant {
+		sql += " ON CONFLICT DO NOTHING"
+	}
+	q.Queue(sql, args...)
+}
+
+func optString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func optInt(n int) *int32 {
+	if n == 0 {
+		return nil
+	}
+	v := int32(n)
+	return &v
+}
+
+// WriteBatch records b atomically, in one round trip: every insert (as
+// unnest of arrays) and update is pipelined in a single implicit
+// transaction, which commits at the batch's end or not at all.
 func (s *Store) WriteBatch(ctx context.Context, b *Batch) error {
 	if b.Empty() {
 		return nil
 	}
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("record batch: begin: %w", err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
-
-	if len(b.Events) > 0 {
-		err := copyRows(ctx, tx, b, "events",
-			[]string{"id", "event_type", "tenant_id", "payload", "outbox_id", "lsn", "created_at", "received_at"},
-			len(b.Events), func(i int) ([]any, error) {
-				e := &b.Events[i]
-				return []any{e.ID, e.Type, nullString(e.TenantID), e.Payload, nullString(e.OutboxID), int64(e.LSN), e.CreatedAt, e.ReceivedAt}, nil
-			})
-		if err != nil {
-			return fmt.Errorf("record %d events: %w", len(b.Events), err)
-		}
-	}
-	if len(b.Deliveries) > 0 {
-		err := copyRows(ctx, tx, b, "deliveries",
-			[]string{"id", "endpoint_id", "event_id", "event_type", "tenant_id", "status", "attempts", "max_attempts",
-				"next_retry_at", "last_status_code", "last_response", "last_error", "created_at", "updated_at", "delivered_at"},
-			len(b.Deliveries), func(i int) ([]any, error) {
-				d := &b.Deliveries[i]
-				return []any{d.ID, d.EndpointID, d.EventID, d.EventType, nullString(d.TenantID), string(d.Status), int32(d.Attempts), int32(d.MaxAttempts),
-					nullTime(d.NextRetryAt), nullInt(d.LastStatusCode), nullString(d.LastResponse), nullString(d.LastError), d.CreatedAt, d.UpdatedAt, nullTime(d.DeliveredAt)}, nil
-			})
-		if err != nil {
-			return fmt.Errorf("record %d deliveries: %w", len(b.Deliveries), err)
-		}
-	}
-	if len(b.Attempts) > 0 {
-		err := copyRows(ctx, tx, b, "attempts",
-			[]string{"delivery_id", "attempt", "endpoint_id", "started_at", "duration_us", "status_code", "response", "error"},
-			len(b.Attempts), func(i int) ([]any, error) {
-				a := &b.Attempts[i]
-				return []any{a.DeliveryID, int32(a.Attempt), a.EndpointID, a.StartedAt, a.Duration.Microseconds(), nullInt(a.StatusCode), nullString(a.Response), nullString(a.Error)}, nil
-			})
-		if err != nil {
-			return fmt.Errorf("record %d attempts: %w", len(b.Attempts), err)
-		}
-	}
-	if len(b.DeadLetters) > 0 {
-		err := copyRows(ctx, tx, b, "dead_letters",
-			[]string{"lsn", "outbox_id", "reason", "raw"},
-			len(b.DeadLetters), func(i int) ([]any, error) {
-				d := &b.DeadLetters[i]
-				return []any{int64(d.LSN), nullString(d.OutboxID), d.Reason, d.Raw}, nil
-			})
-		if err != nil {
-			return fmt.Errorf("record %d dead letters: %w", len(b.DeadLetters), err)
-		}
-	}
-
 	var q pgx.Batch
+	if n := len(b.Events); n > 0 {
+		ids, types, tenants, payloads := make([]string, n), make([]string, n), make([]*string, n), make([][]byte, n)
+		outbox, lsns, created, received := make([]*string, n), make([]int64, n), make([]time.Time, n), make([]time.Time, n)
+		for i := range b.Events {
+			e := &b.Events[i]
+			ids[i], types[i], tenants[i], payloads[i] = e.ID, e.Type, optString(e.TenantID), e.Payload
+			outbox[i], lsns[i], created[i], received[i] = optString(e.OutboxID), int64(e.LSN), e.CreatedAt, e.ReceivedAt
+		}
+		queueInsert(&q, "events", b.Tolerant, column{"id", "text", ids}, column{"event_type", "text", types},
+			column{"tenant_id", "text", tenants}, column{"payload", "jsonb", payloads}, column{"outbox_id", "text", outbox},
+			column{"lsn", "int8", lsns}, column{"created_at", "timestamptz", created}, column{"received_at", "timestamptz", received})
+	}
+	if n := len(b.Deliveries); n > 0 {
+		ids, eps, events, types, tenants := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]*string, n)
+		statuses, attempts, maxAttempts, next := make([]string, n), make([]int32, n), make([]int32, n), make([]*time.Time, n)
+		codes, responses, errs := make([]*int32, n), make([]*string, n), make([]*string, n)
+		created, updated, delivered := make([]time.Time, n), make([]time.Time, n), make([]*time.Time, n)
+		for i := range b.Deliveries {
+			d := &b.Deliveries[i]
+			ids[i], eps[i], events[i], types[i], tenants[i] = d.ID, d.EndpointID, d.EventID, d.EventType, optString(d.TenantID)
+			statuses[i], attempts[i], maxAttempts[i], next[i] = string(d.Status), int32(d.Attempts), int32(d.MaxAttempts), optTime(d.NextRetryAt)
+			codes[i], responses[i], errs[i] = optInt(d.LastStatusCode), optString(d.LastResponse), optString(d.LastError)
+			created[i], updated[i], delivered[i] = d.CreatedAt, d.UpdatedAt, optTime(d.DeliveredAt)
+		}
+		queueInsert(&q, "deliveries", b.Tolerant, column{"id", "text", ids}, column{"endpoint_id", "text", eps},
+			column{"event_id", "text", events}, column{"event_type", "text", types}, column{"tenant_id", "text", tenants},
+			column{"status", "text", statuses}, column{"attempts", "int4", attempts}, column{"max_attempts", "int4", maxAttempts},
+			column{"next_retry_at", "timestamptz", next}, column{"last_status_code", "int4", codes},
+			column{"last_response", "text", responses}, column{"last_error", "text", errs},
+			column{"created_at", "timestamptz", created}, column{"updated_at", "timestamptz", updated},
+			column{"delivered_at", "timestamptz", delivered})
+	}
+	if n := len(b.Attempts); n > 0 {
+		ids, nums, eps, started, durations := make([]string, n), make([]int32, n), make([]string, n), make([]time.Time, n), make([]int64, n)
+		codes, responses, errs := make([]*int32, n), make([]*string, n), make([]*string, n)
+		for i := range b.Attempts {
+			a := &b.Attempts[i]
+			ids[i], nums[i], eps[i], started[i], durations[i] = a.DeliveryID, int32(a.Attempt), a.EndpointID, a.StartedAt, a.Duration.Microseconds()
+			codes[i], responses[i], errs[i] = optInt(a.StatusCode), optString(a.Response), optString(a.Error)
+		}
+		queueInsert(&q, "attempts", b.Tolerant, column{"delivery_id", "text", ids}, column{"attempt", "int4", nums},
+			column{"endpoint_id", "text", eps}, column{"started_at", "timestamptz", started}, column{"duration_us", "int8", durations},
+			column{"status_code", "int4", codes}, column{"response", "text", responses}, column{"error", "text", errs})
+	}
+	if n := len(b.DeadLetters); n > 0 {
+		lsns, outbox, reasons, raws := make([]int64, n), make([]*string, n), make([]string, n), make([][]byte, n)
+		for i := range b.DeadLetters {
+			d := &b.DeadLetters[i]
+			lsns[i], outbox[i], reasons[i], raws[i] = int64(d.LSN), optString(d.OutboxID), d.Reason, d.Raw
+		}
+		queueInsert(&q, "dead_letters", false, column{"lsn", "int8", lsns}, column{"outbox_id", "text", outbox},
+			column{"reason", "text", reasons}, column{"raw", "jsonb", raws})
+	}
+
 	if n := len(b.Updates); n > 0 {
 		ids := make([]string, n)
 		statuses := make([]string, n)
@@ -271,13 +298,8 @@ func (s *Store) WriteBatch(ctx context.Context, b *Batch) error {
 			ON CONFLICT (slot) DO UPDATE SET lsn = greatest(stream_cursors.lsn, excluded.lsn), updated_at = excluded.updated_at`,
 			b.Slot, int64(b.Cursor))
 	}
-	if q.Len() > 0 {
-		if err := tx.SendBatch(ctx, &q).Close(); err != nil {
-			return fmt.Errorf("record %d updates: %w", len(b.Updates), err)
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("record batch: commit: %w", err)
+	if err := s.pool.SendBatch(ctx, &q).Close(); err != nil {
+		return fmt.Errorf("record batch of %d rows: %w", b.Rows(), err)
 	}
 	return nil
 }
