@@ -488,3 +488,47 @@ func TestSIGTERMFinishesOrPersistsInFlightAttempts(t *testing.T) {
 	waitFor(t, "all 40 delivered after the restart", 30*time.Second, func() bool { return statusCounts(t, db.DSN)["delivered"] == 40 })
 	p.terminate(10 * time.Second)
 }
+
+func TestFailuresThenSuccessEndDeliveredWithExactAttempts(t *testing.T) {
+	db := pgtest.New(t)
+	rcv := newSink(t)
+	var mu sync.Mutex
+	seen := map[int]int{} // event n → requests so far
+	rcv.handle = func(w http.ResponseWriter, r *http.Request, n int) {
+		mu.Lock()
+		seen[n]++
+		attempt := seen[n]
+		mu.Unlock()
+		if attempt <= n%4 { // event n fails its first n%4 attempts
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	}
+	environ := env(db.DSN, map[string]string{
+		"WALHOOK_DELIVERY_RETRY_SCHEDULE":           "100ms",
+		"WALHOOK_DELIVERY_RETRY_JITTER":             "0",
+		"WALHOOK_DELIVERY_CIRCUIT_BREAKER_FAILURES": "0",
+	})
+	setup(t, environ, rcv)
+	p := serve(t, environ)
+	produce(context.Background(), t, db.DSN, 0, 200, 50, 0)
+	waitFor(t, "all 200 delivered", time.Minute, func() bool { return statusCounts(t, db.DSN)["delivered"] == 200 })
+
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, db.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var wrong int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM walhook.deliveries d JOIN walhook.events e ON e.id = d.event_id
+		WHERE d.attempts <> (e.payload->>'n')::int % 4 + 1
+		   OR d.attempts <> (SELECT count(*) FROM walhook.attempts a WHERE a.delivery_id = d.id)`).Scan(&wrong); err != nil {
+		t.Fatal(err)
+	}
+	if wrong != 0 {
+		t.Errorf("%d deliveries with an attempt count other than their failures + 1, or an attempt log of another length", wrong)
+	}
+	p.terminate(10 * time.Second)
+}

@@ -1,19 +1,38 @@
-// Package api serves walhook's management API (JSON over HTTP) under the
-// configured prefix: endpoints and deliveries. Every request needs a bearer
-// token from auth.tokens, compared in constant time; invalid input gets a 4xx
-// with {"error": {"field", "message"}}.
+// Package api serves walhook's management API, JSON over HTTP under
+// <api.prefix>api/: endpoints (create, list, get, update, delete, rotate
+// the secret, send a test event, recover failed deliveries), deliveries
+// (list, get with attempts, retry), events (list, get with payload and
+// fan-out) and the event type catalogue, described by the OpenAPI document
+// served at <api.prefix>api/openapi.json (openapi.json here, embedded; a
+// test keeps it and the routes in step).
+//
+// Invariants:
+//   - Every route but the OpenAPI document authenticates first (package
+//     auth); the principal's tenant scopes every query, and another tenant's
+//     object answers 404 exactly like an unknown id.
+//   - Errors are {"error": {"field", "message"}}: 400 for a malformed
+//     request (not JSON, wrong type, unknown field, bad query parameter), 422
+//     for invalid values, 404, 409, 413 (bodies over 1 MiB), 401/403/503 from
+//     auth; 500s are logged and say nothing more.
+//   - No response, error or log line carries a secret or credential, except
+//     the secret returned once by create and rotate-secret.
+//   - Times are RFC 3339 in UTC; lists are newest first with an opaque
+//     "next" cursor.
 package api
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
+	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/walhook/walhook/internal/auth"
+	"github.com/walhook/walhook/internal/delivery"
 	"github.com/walhook/walhook/internal/manage"
 	"github.com/walhook/walhook/internal/store"
 )
@@ -24,61 +43,127 @@ const maxBody = 1 << 20
 // Options configure the API.
 type Options struct {
 	Prefix  string // e.g. "/webhooks/"
-	Tokens  []string
+	Auth    auth.Authenticator
 	Service *manage.Service
 	Logger  *slog.Logger
 }
 
 type server struct {
-	opts   Options
-	tokens [][32]byte
-	log    *slog.Logger
+	opts    Options
+	log     *slog.Logger
+	openapi []byte
 }
+
+// route is one operation; path is relative to the API's base.
+type route struct {
+	method, path string
+	handle       func(*server, http.ResponseWriter, *http.Request)
+	public       bool // served without authentication
+}
+
+// routes is every operation of the API. openapi.json must describe exactly
+// these (TestOpenAPIDescribesEveryRoute).
+var routes = []route{
+	{"GET", "/openapi.json", (*server).serveOpenAPI, true},
+	{"POST", "/endpoints", (*server).createEndpoint, false},
+	{"GET", "/endpoints", (*server).listEndpoints, false},
+	{"GET", "/endpoints/{id}", (*server).getEndpoint, false},
+	{"PATCH", "/endpoints/{id}", (*server).updateEndpoint, false},
+	{"DELETE", "/endpoints/{id}", (*server).deleteEndpoint, false},
+	{"POST", "/endpoints/{id}/rotate-secret", (*server).rotateSecret, false},
+	{"POST", "/endpoints/{id}/test", (*server).testEndpoint, false},
+	{"POST", "/endpoints/{id}/recover", (*server).recoverEndpoint, false},
+	{"GET", "/deliveries", (*server).listDeliveries, false},
+	{"GET", "/deliveries/{id}", (*server).getDelivery, false},
+	{"POST", "/deliveries/{id}/retry", (*server).retryDelivery, false},
+	{"GET", "/events", (*server).listEvents, false},
+	{"GET", "/events/{id}", (*server).getEvent, false},
+	{"GET", "/event-types", (*server).listEventTypes, false},
+}
+
+// Routes lists the API's operations as "METHOD /path", the path relative to
+// <api.prefix>api.
+func Routes() []string {
+	out := make([]string, len(routes))
+	for i, rt := range routes {
+		out[i] = rt.method + " " + rt.path
+	}
+	return out
+}
+
+// Base is the path under which the API's routes live for a prefix.
+func Base(prefix string) string { return strings.TrimSuffix(prefix, "/") + "/api" }
 
 // Handler returns the API's handler; mount it at the root of listen.
 func Handler(opts Options) http.Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &server{opts: opts, log: opts.Logger}
-	for _, t := range opts.Tokens {
-		s.tokens = append(s.tokens, sha256.Sum256([]byte(t)))
-	}
-	base := strings.TrimSuffix(opts.Prefix, "/") + "/api"
+	base := Base(opts.Prefix)
+	s := &server{opts: opts, log: opts.Logger, openapi: openAPIFor(base)}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+base+"/endpoints", s.createEndpoint)
-	mux.HandleFunc("GET "+base+"/endpoints", s.listEndpoints)
-	mux.HandleFunc("GET "+base+"/endpoints/{id}", s.getEndpoint)
-	mux.HandleFunc("GET "+base+"/deliveries", s.listDeliveries)
-	mux.HandleFunc("GET "+base+"/deliveries/{id}", s.getDelivery)
-	mux.HandleFunc(base+"/", func(w http.ResponseWriter, r *http.Request) {
+	allowed := map[string][]string{}
+	for _, rt := range routes {
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { rt.handle(s, w, r) })
+		if rt.public {
+			mux.Handle(rt.method+" "+base+rt.path, h)
+		} else {
+			mux.Handle(rt.method+" "+base+rt.path, s.authenticate(h))
+		}
+		allowed[rt.path] = append(allowed[rt.path], rt.method)
+	}
+	// Known paths with another method: 405 in JSON, after authentication.
+	for path, methods := range allowed {
+		allow := strings.Join(methods, ", ")
+		mux.Handle(base+path, s.authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, "", "method "+r.Method+" not allowed here; use "+allow)
+		})))
+	}
+	mux.Handle(base+"/", s.authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "", "no such route")
-	})
-	return s.auth(mux)
+	})))
+	return mux
 }
 
-// auth admits requests with a configured bearer token. Tokens are compared
-// as SHA-256 digests so the comparison is constant-time whatever their length.
-func (s *server) auth(next http.Handler) http.Handler {
+type principalKey struct{}
+
+// authenticate admits requests the authenticator accepts, with their
+// principal in the context.
+func (s *server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := r.Header.Get("Authorization")
-		tok, ok := strings.CutPrefix(h, "Bearer ")
-		if ok {
-			sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-			match := 0
-			for _, t := range s.tokens {
-				match |= subtle.ConstantTimeCompare(sum[:], t[:])
-			}
-			ok = match == 1
-		}
-		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="walhook"`)
-			writeError(w, http.StatusUnauthorized, "", "a valid bearer token is required (auth.tokens)")
+		if s.opts.Auth == nil {
+			writeError(w, http.StatusUnauthorized, "", "no authentication is configured")
 			return
 		}
-		next.ServeHTTP(w, r)
+		p, err := s.opts.Auth.Authenticate(r)
+		if err != nil {
+			var ae *auth.Error
+			if !errors.As(err, &ae) {
+				ae = &auth.Error{Status: http.StatusUnauthorized, Message: "not authenticated"}
+			}
+			if ae.Challenge != "" {
+				w.Header().Set("WWW-Authenticate", ae.Challenge)
+			}
+			writeError(w, ae.Status, "", ae.Message)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})
 }
+
+// principal is the authenticated caller (admin when unset, which only the
+// public routes see).
+func principal(r *http.Request) auth.Principal {
+	p, ok := r.Context().Value(principalKey{}).(auth.Principal)
+	if !ok {
+		return auth.Principal{}
+	}
+	return p
+}
+
+// scope is the tenant filter of the caller: nil for admins.
+func scope(r *http.Request) *string { return principal(r).Scope() }
 
 type errorBody struct {
 	Error manage.FieldError `json:"error"`
@@ -95,54 +180,91 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// requestError is a malformed request (400) or too large a body (413).
+type requestError struct {
+	status int
+	manage.FieldError
+}
+
+func badRequest(field, msg string) error {
+	return &requestError{status: http.StatusBadRequest, FieldError: manage.FieldError{Field: field, Message: msg}}
+}
+
 func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
-	if fe, ok := manage.IsFieldError(err); ok {
-		writeError(w, http.StatusBadRequest, fe.Field, fe.Message)
+	var re *requestError
+	if errors.As(err, &re) {
+		writeError(w, re.status, re.Field, re.Message)
 		return
 	}
-	if errors.Is(err, store.ErrNotFound) {
+	if fe, ok := manage.IsFieldError(err); ok {
+		writeError(w, http.StatusUnprocessableEntity, fe.Field, fe.Message)
+		return
+	}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
 		writeError(w, http.StatusNotFound, "", "not found")
 		return
+	case errors.Is(err, store.ErrPending):
+		writeError(w, http.StatusConflict, "", store.ErrPending.Error())
+		return
+	case errors.Is(err, manage.ErrNoSender), errors.Is(err, delivery.ErrStopped):
+		writeError(w, http.StatusServiceUnavailable, "", "walhook is not sending right now (starting or stopping)")
+		return
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		return // the caller went away
 	}
 	s.log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	writeError(w, http.StatusInternalServerError, "", "internal error")
 }
 
-func decode(w http.ResponseWriter, r *http.Request, v any) error {
+// decode reads a JSON body into v, refusing unknown fields and bodies over
+// maxBody. With optional, an empty body leaves v as it is.
+func decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
 	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var tooBig *http.MaxBytesError
-		var typeErr *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &tooBig):
-			return &manage.FieldError{Field: "", Message: "request body larger than 1 MiB"}
-		case errors.As(err, &typeErr):
-			return &manage.FieldError{Field: typeErr.Field, Message: "must be " + typeErr.Type.String()}
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-			return &manage.FieldError{Field: f, Message: "unknown field"}
+	err := dec.Decode(v)
+	if err == nil {
+		if dec.More() {
+			return badRequest("", "body must be one JSON object")
 		}
-		return &manage.FieldError{Field: "", Message: "body is not valid JSON: " + err.Error()}
+		return nil
 	}
-	return nil
+	var tooBig *http.MaxBytesError
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case optional && errors.Is(err, io.EOF):
+		return nil
+	case errors.As(err, &tooBig):
+		return &requestError{status: http.StatusRequestEntityTooLarge, FieldError: manage.FieldError{Message: "request body larger than 1 MiB"}}
+	case errors.As(err, &typeErr):
+		return badRequest(typeErr.Field, "must be "+jsonType(typeErr.Type.String()))
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return badRequest(f, "unknown field")
+	}
+	return badRequest("", "body is not valid JSON: "+err.Error())
 }
 
-func (s *server) createEndpoint(w http.ResponseWriter, r *http.Request) {
-	var in manage.EndpointInput
-	if err := decode(w, r, &in); err != nil {
-		s.fail(w, r, err)
-		return
+// jsonType names a Go type the way a JSON client thinks of it.
+func jsonType(goType string) string {
+	goType = strings.TrimLeft(goType, "*")
+	switch {
+	case strings.HasPrefix(goType, "[]"):
+		return "an array"
+	case strings.HasPrefix(goType, "map["), strings.HasPrefix(goType, "struct"), strings.Contains(goType, "."):
+		return "an object"
+	case goType == "string":
+		return "a string"
+	case goType == "bool":
+		return "true or false"
+	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "float"):
+		return "a number"
 	}
-	ep, err := s.opts.Service.CreateEndpoint(r.Context(), in)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, ep)
+	return goType
 }
 
+// limitParam reads ?limit= (default def, at most maxLimit).
 func limitParam(r *http.Request, def, maxLimit int) (int, error) {
 	v := r.URL.Query().Get("limit")
 	if v == "" {
@@ -150,110 +272,107 @@ func limitParam(r *http.Request, def, maxLimit int) (int, error) {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 || n > maxLimit {
-		return 0, &manage.FieldError{Field: "limit", Message: "must be a number from 1 to " + strconv.Itoa(maxLimit)}
+		return 0, badRequest("limit", "must be a number from 1 to "+strconv.Itoa(maxLimit))
 	}
 	return n, nil
 }
 
-func (s *server) listEndpoints(w http.ResponseWriter, r *http.Request) {
-	limit, err := limitParam(r, 50, 250)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	f := store.EndpointFilter{After: r.URL.Query().Get("after"), Limit: limit}
-	if t, ok := r.URL.Query()["tenant_id"]; ok {
-		f.Tenant = &t[0]
-	}
-	eps, err := s.opts.Service.Store.ListEndpoints(r.Context(), f)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	out := struct {
-		Data []manage.Endpoint `json:"data"`
-		Next string            `json:"next,omitempty"`
-	}{Data: []manage.Endpoint{}}
-	for _, e := range eps {
-		out.Data = append(out.Data, manage.EndpointView(e))
-	}
-	if len(eps) == limit {
-		out.Next = eps[len(eps)-1].ID
-	}
-	writeJSON(w, http.StatusOK, out)
+// Page sizes of every list (as the seeds' delivery log: 50 by default).
+const (
+	defaultLimit = 50
+	maxLimit     = 250
+)
+
+// page is the body of every list.
+type page[T any] struct {
+	Data []T `json:"data"`
+	// Next, when set, is the cursor of the following page.
+	Next string `json:"next,omitempty"`
 }
 
-func (s *server) getEndpoint(w http.ResponseWriter, r *http.Request) {
-	e, err := s.opts.Service.Store.GetEndpoint(r.Context(), r.PathValue("id"), nil)
-	if err != nil {
-		s.fail(w, r, err)
-		return
+// paginate trims rows read with limit+1 to limit and makes the cursor of
+// the next page when there is one.
+func paginate[R, T any](rows []R, limit int, key func(R) store.PageKey, view func(R) T) page[T] {
+	out := page[T]{Data: make([]T, 0, min(len(rows), limit))}
+	for i, row := range rows {
+		if i == limit {
+			out.Next = encodeCursor(key(rows[limit-1]))
+			break
+		}
+		out.Data = append(out.Data, view(row))
 	}
-	writeJSON(w, http.StatusOK, manage.EndpointView(e))
+	return out
 }
 
-func (s *server) listDeliveries(w http.ResponseWriter, r *http.Request) {
-	limit, err := limitParam(r, 50, 250)
-	if err != nil {
-		s.fail(w, r, err)
-		return
+// tenantFilter is the tenant a list shows: ?tenant_id= for admins (nil:
+// all), always the caller's own tenant otherwise. ok is false when a
+// tenant-bound caller asks for another tenant: the list is empty.
+func tenantFilter(r *http.Request) (tenant *string, ok bool) {
+	q, asked := r.URL.Query()["tenant_id"]
+	if sc := scope(r); sc != nil {
+		return sc, !asked || q[0] == *sc
+	}
+	if asked {
+		return &q[0], true
+	}
+	return nil, true
+}
+
+// listParams are the parameters every list shares.
+type listParams struct {
+	limit  int
+	before *store.PageKey // ?cursor=
+	tenant *string        // nil: every tenant
+	// empty: a tenant-bound caller asked for another tenant's objects.
+	empty bool
+	// ?since= (inclusive) and ?until= (exclusive): RFC 3339 times or
+	// durations ago ("2h").
+	since, until time.Time
+}
+
+func readList(r *http.Request) (listParams, error) {
+	var p listParams
+	var err error
+	if p.limit, err = limitParam(r, defaultLimit, maxLimit); err != nil {
+		return p, err
 	}
 	q := r.URL.Query()
-	f := store.DeliveryFilter{EndpointID: q.Get("endpoint_id"), Limit: limit}
-	if st := q.Get("status"); st != "" {
-		switch store.Status(st) {
-		case store.StatusPending, store.StatusDelivered, store.StatusRetrying, store.StatusFailed:
-			f.Status = store.Status(st)
-		default:
-			s.fail(w, r, &manage.FieldError{Field: "status", Message: "must be pending, delivered, retrying or failed"})
-			return
+	if c := q.Get("cursor"); c != "" {
+		k, err := decodeCursor(c)
+		if err != nil {
+			return p, badRequest("cursor", "is not a cursor returned by this API")
+		}
+		p.before = &k
+	}
+	var ok bool
+	p.tenant, ok = tenantFilter(r)
+	p.empty = !ok
+	now := time.Now()
+	for _, f := range []struct {
+		name string
+		dst  *time.Time
+	}{{"since", &p.since}, {"until", &p.until}} {
+		if v := q.Get(f.name); v != "" {
+			t, err := manage.ParseSince(v, now)
+			if err != nil {
+				return p, badRequest(f.name, err.Error())
+			}
+			*f.dst = t
 		}
 	}
-	ds, err := s.opts.Service.Store.ListDeliveries(r.Context(), f)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	out := struct {
-		Data []manage.Delivery `json:"data"`
-	}{Data: []manage.Delivery{}}
-	for _, d := range ds {
-		out.Data = append(out.Data, manage.DeliveryView(d))
-	}
-	writeJSON(w, http.StatusOK, out)
+	return p, nil
 }
 
-func (s *server) getDelivery(w http.ResponseWriter, r *http.Request) {
-	d, err := s.opts.Service.Store.GetDelivery(r.Context(), r.PathValue("id"))
-	if err != nil {
-		s.fail(w, r, err)
-		return
+// pathID is the {id} of the route, bounded so that a silly id costs nothing.
+func pathID(r *http.Request) (string, error) {
+	id := r.PathValue("id")
+	if id == "" || len(id) > 100 {
+		return "", store.ErrNotFound
 	}
-	atts, err := s.opts.Service.Store.ListAttempts(r.Context(), d.ID)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	type attempt struct {
-		Attempt    int     `json:"attempt"`
-		StartedAt  string  `json:"started_at"`
-		DurationMS float64 `json:"duration_ms"`
-		StatusCode *int    `json:"status_code"`
-		Response   string  `json:"response,omitempty"`
-		Error      string  `json:"error,omitempty"`
-	}
-	out := struct {
-		manage.Delivery
-		AttemptLog []attempt `json:"attempt_log"`
-	}{Delivery: manage.DeliveryView(d), AttemptLog: []attempt{}}
-	for _, a := range atts {
-		v := attempt{Attempt: a.Attempt, StartedAt: a.StartedAt.UTC().Format("2006-01-02T15:04:05.000000Z07:00"),
-			DurationMS: float64(a.Duration.Microseconds()) / 1000, Response: a.Response, Error: a.Error}
-		if a.StatusCode != 0 {
-			c := a.StatusCode
-			v.StatusCode = &c
-		}
-		out.AttemptLog = append(out.AttemptLog, v)
-	}
-	writeJSON(w, http.StatusOK, out)
+	return id, nil
+}
+
+// allowed lists the values of an enumerated parameter for error messages.
+func allowed(vs ...string) string {
+	return strings.Join(vs[:len(vs)-1], ", ") + " or " + vs[len(vs)-1]
 }

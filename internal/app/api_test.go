@@ -43,21 +43,25 @@ func TestAPIEndpointsRequireAuthValidateAndHideSecrets(t *testing.T) {
 		})
 	}
 
-	bad := []struct{ name, body, field string }{
-		{"missing url", `{"events":["*"]}`, "url"},
-		{"ftp url", `{"url":"ftp://example.com","events":["*"]}`, "url"},
-		{"credentials in url", `{"url":"https://u:p@example.com","events":["*"]}`, "url"},
-		{"no events", `{"url":"https://example.com","events":[]}`, "events"},
-		{"bad pattern", `{"url":"https://example.com","events":["ok","bad pattern"]}`, "events[1]"},
-		{"unknown field", `{"url":"https://example.com","events":["*"],"colour":"red"}`, "colour"},
-		{"wrong type", `{"url":"https://example.com","events":"*"}`, "events"},
-		{"reserved header", `{"url":"https://example.com","events":["*"],"headers":{"webhook-signature":"x"}}`, "headers"},
+	// Malformed requests are 400, well-formed ones with invalid values 422.
+	bad := []struct {
+		name, body, field string
+		code              int
+	}{
+		{"missing url", `{"events":["*"]}`, "url", 422},
+		{"ftp url", `{"url":"ftp://example.com","events":["*"]}`, "url", 422},
+		{"credentials in url", `{"url":"https://u:p@example.com","events":["*"]}`, "url", 422},
+		{"no events", `{"url":"https://example.com","events":[]}`, "events", 422},
+		{"bad pattern", `{"url":"https://example.com","events":["ok","bad pattern"]}`, "events[1]", 422},
+		{"unknown field", `{"url":"https://example.com","events":["*"],"colour":"red"}`, "colour", 400},
+		{"wrong type", `{"url":"https://example.com","events":"*"}`, "events", 400},
+		{"reserved header", `{"url":"https://example.com","events":["*"],"headers":{"webhook-signature":"x"}}`, "headers", 422},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {
 			code, out, raw := call("POST", "/endpoints", token, tt.body)
-			if code != http.StatusBadRequest {
-				t.Fatalf("code %d, want 400: %s", code, raw)
+			if code != tt.code {
+				t.Fatalf("code %d, want %d: %s", code, tt.code, raw)
 			}
 			e, _ := out["error"].(map[string]any)
 			if e == nil || e["field"] != tt.field || e["message"] == "" {

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"net/url"
 	"runtime"
@@ -26,7 +27,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/walhook/walhook/internal/api"
 	"github.com/walhook/walhook/internal/config"
 	"github.com/walhook/walhook/internal/delivery"
 	"github.com/walhook/walhook/internal/manage"
@@ -79,7 +79,7 @@ func OutboxOf(cfg *config.Config) store.Outbox {
 
 // Prepare opens the store and makes the database ready: prerequisites,
 // migrations, outbox table, publications and slot.
-func Prepare(ctx context.Context, cfg *config.Config, dsn string) (*store.Store, error) {
+func Prepare(ctx context.Context, cfg *config.Config, dsn string, log *slog.Logger) (*store.Store, error) {
 	st, err := store.Open(ctx, dsn, cfg.Database.Schema, cfg.Database.MaxConns)
 	if err != nil {
 		return nil, err
@@ -89,7 +89,16 @@ func Prepare(ctx context.Context, cfg *config.Config, dsn string) (*store.Store,
 		st.Migrate,
 		func(ctx context.Context) error { return st.EnsureOutbox(ctx, OutboxOf(cfg)) },
 		func(ctx context.Context) error {
-			return st.EnsureReplication(ctx, cfg.Replication.Slot, cfg.Replication.Publication, OutboxOf(cfg))
+			_, err := st.SlotStats(ctx, cfg.Replication.Slot)
+			existed := !errors.Is(err, store.ErrSlotNotFound)
+			if err := st.EnsureReplication(ctx, cfg.Replication.Slot, cfg.Replication.Publication, OutboxOf(cfg)); err != nil {
+				return err
+			}
+			if !existed {
+				log.Info("replication slot created: outbox rows committed from now on are delivered", "slot", cfg.Replication.Slot,
+					"publication", cfg.Replication.Publication)
+			}
+			return nil
 		},
 	}
 	for _, step := range steps {
@@ -103,7 +112,8 @@ func Prepare(ctx context.Context, cfg *config.Config, dsn string) (*store.Store,
 
 // Service builds the management service for a store.
 func Service(cfg *config.Config, st *store.Store) *manage.Service {
-	return &manage.Service{Store: st, Network: netguard.Policy{AllowPrivate: cfg.Delivery.AllowPrivateNetworks}}
+	return &manage.Service{Store: st, Network: netguard.Policy{AllowPrivate: cfg.Delivery.AllowPrivateNetworks},
+		RequireHTTPS: cfg.Delivery.RequireHTTPS, SecretOverlap: cfg.Endpoint.SecretOverlap, Catalogue: cfg.EventTypes}
 }
 
 // Server is a running walhook.
@@ -139,7 +149,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, 
 	if err != nil {
 		return nil, err
 	}
-	st, err := Prepare(ctx, cfg, dsn)
+	st, err := Prepare(ctx, cfg, dsn, log)
 	if err != nil {
 		stopDB()
 		return nil, err
@@ -157,6 +167,7 @@ func (s *Server) start(ctx context.Context, dsn string) error {
 	cfg, log, st := s.cfg, s.log, s.Store
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
+	m.PerEndpoint(reg, cfg.Metrics.EndpointLabels)
 	reg.MustRegister(metrics.NewReplicationCollector(cfg.Replication.Slot, func(ctx context.Context) (metrics.SlotStats, error) {
 		ss, err := st.SlotStats(ctx, cfg.Replication.Slot)
 		return metrics.SlotStats{Active: ss.Active, WALStatus: ss.WALStatus, ConfirmedFlushLSN: ss.ConfirmedFlushLSN, LagBytes: ss.LagBytes, RetainedWALBytes: ss.RetainedWALBytes}, err
@@ -221,8 +232,11 @@ func (s *Server) start(ctx context.Context, dsn string) error {
 		return fmt.Errorf("admin listen %s: %w", cfg.AdminListen, err)
 	}
 	s.APIAddr, s.AdminAddr = apiLn.Addr().String(), adminLn.Addr().String()
-	if len(cfg.Auth.Tokens) == 0 {
-		log.Warn("auth.tokens is empty: the management API refuses every request (set WALHOOK_AUTH_TOKENS)")
+	own, svc, err := managementAPI(cfg, st, disp, eps, log)
+	if err != nil {
+		apiLn.Close()
+		adminLn.Close()
+		return err
 	}
 	upstream, err := Upstream(cfg, log)
 	if err != nil {
@@ -230,7 +244,6 @@ func (s *Server) start(ctx context.Context, dsn string) error {
 		adminLn.Close()
 		return err
 	}
-	own := api.Handler(api.Options{Prefix: cfg.API.Prefix, Tokens: cfg.Auth.Tokens, Service: Service(cfg, st), Logger: log})
 	// No WriteTimeout: it would cut proxied streams and websockets.
 	apiSrv := &http.Server{Handler: proxy.Mount(cfg.API.Prefix, own, upstream), ReadHeaderTimeout: 10 * time.Second}
 	adminSrv := &http.Server{Handler: s.adminHandler(reg), ReadHeaderTimeout: 10 * time.Second}
@@ -243,7 +256,7 @@ func (s *Server) start(ctx context.Context, dsn string) error {
 	var wg, recWG sync.WaitGroup
 	recWG.Add(1)
 	go func() { defer recWG.Done(); rec.Run(recCtx) }()
-	wg.Add(5)
+	wg.Add(6)
 	go func() { defer wg.Done(); sched.Run(runCtx) }()
 	go func() {
 		defer wg.Done()
@@ -253,6 +266,7 @@ func (s *Server) start(ctx context.Context, dsn string) error {
 	}()
 	go func() { defer wg.Done(); s.heartbeat(runCtx) }()
 	go func() { defer wg.Done(); s.observe(runCtx, m) }()
+	go func() { defer wg.Done(); svc.RunSecretExpiry(runCtx, log) }()
 	go func() {
 		defer wg.Done()
 		serve := func(srv *http.Server, ln net.Listener) {
@@ -394,6 +408,13 @@ func (s *Server) observe(ctx context.Context, m *metrics.Metrics) {
 func (s *Server) adminHandler(reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	if s.cfg.AdminPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))

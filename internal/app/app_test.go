@@ -19,6 +19,7 @@ import (
 	"github.com/walhook/walhook/internal/app"
 	"github.com/walhook/walhook/internal/config"
 	"github.com/walhook/walhook/internal/manage"
+	"github.com/walhook/walhook/internal/metrics"
 	"github.com/walhook/walhook/internal/pgtest"
 	"github.com/walhook/walhook/internal/signature"
 	"github.com/walhook/walhook/internal/store"
@@ -383,6 +384,7 @@ func TestBadRowsAreDeadLetteredAndTheStreamMovesOn(t *testing.T) {
 	subscribe(t, cfg, s, rcv, rcv.srv.URL, "*")
 	pgtest.Exec(t, db.DSN, `INSERT INTO webhook_outbox (event_type, payload) VALUES ('', '{}')`)
 	pgtest.Exec(t, db.DSN, `INSERT INTO webhook_outbox (event_type, payload) VALUES ('big', $1)`, `{"x":"`+strings.Repeat("a", 200)+`"}`)
+	pgtest.Exec(t, db.DSN, `INSERT INTO webhook_outbox (event_type, payload) VALUES ('scalar', '"just a string"')`) // outbox.payload_kinds: objects, arrays
 	// The table changes under the stream: the new Relation message must be used.
 	pgtest.Exec(t, db.DSN, `ALTER TABLE webhook_outbox ADD COLUMN extra text`)
 	pgtest.Exec(t, db.DSN, `INSERT INTO webhook_outbox (event_type, payload, extra) VALUES ('order.created', '{"ok":true}', 'x')`)
@@ -397,7 +399,35 @@ func TestBadRowsAreDeadLetteredAndTheStreamMovesOn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(reasons) != 2 || !strings.Contains(reasons[0], "event type") || !strings.Contains(reasons[1], "max_payload_bytes") {
+	if len(reasons) != 3 || !strings.Contains(reasons[0], "event type") || !strings.Contains(reasons[1], "max_payload_bytes") ||
+		!strings.Contains(reasons[2], "payload is a JSON string") {
 		t.Fatalf("dead letters = %q", reasons)
 	}
+	for reason, want := range map[string]float64{metrics.DeadEmptyType: 1, metrics.DeadTooLarge: 1, metrics.DeadPayloadKind: 1} {
+		if got := counterValue(t, s, "walhook_dead_letters_total", "reason", reason); got != want {
+			t.Errorf("walhook_dead_letters_total{reason=%q} = %v, want %v", reason, got, want)
+		}
+	}
+}
+
+// counterValue reads one labelled counter from walhook's registry.
+func counterValue(t *testing.T, s *app.Server, name, label, value string) float64 {
+	t.Helper()
+	families, err := s.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }

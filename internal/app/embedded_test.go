@@ -52,7 +52,7 @@ func TestEmbeddedDefaultStartsLogicalPostgresAndIsFoundAgain(t *testing.T) {
 		t.Fatalf("second Database() = %s, %v", dsn2, err)
 	}
 	stop2()
-	if _, err := app.Prepare(ctx, &cfg, dsn); err != nil {
+	if _, err := app.Prepare(ctx, &cfg, dsn, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatalf("migrate the embedded database: %v", err)
 	}
 }

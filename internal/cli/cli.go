@@ -124,7 +124,7 @@ func withStore(ctx context.Context, path string, fn func(*config.Config, *store.
 		return err
 	}
 	defer stop()
-	st, err := app.Prepare(ctx, cfg, dsn)
+	st, err := app.Prepare(ctx, cfg, dsn, log)
 	if err != nil {
 		return err
 	}

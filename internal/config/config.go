@@ -26,9 +26,11 @@ import (
 
 // Config is the whole configuration of one walhook process.
 type Config struct {
-	Database        Database      `koanf:"database"`
-	Listen          string        `koanf:"listen"`
-	AdminListen     string        `koanf:"admin_listen"`
+	Database    Database `koanf:"database"`
+	Listen      string   `koanf:"listen"`
+	AdminListen string   `koanf:"admin_listen"`
+	// AdminPprof serves net/http/pprof under /debug/pprof/ on admin_listen.
+	AdminPprof      bool          `koanf:"admin_pprof"`
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
 	Log             Log           `koanf:"log"`
 	API             API           `koanf:"api"`
@@ -38,6 +40,7 @@ type Config struct {
 	Replication     Replication   `koanf:"replication"`
 	Delivery        Delivery      `koanf:"delivery"`
 	Endpoint        Endpoint      `koanf:"endpoint"`
+	Metrics         Metrics       `koanf:"metrics"`
 	// EventTypes is the catalogue of event types the app emits, offered when
 	// subscribing; types seen on the stream are added to it.
 	EventTypes []string `koanf:"event_types"`
@@ -77,10 +80,39 @@ type Proxy struct {
 	TrustedProxies []string `koanf:"trusted_proxies"`
 }
 
-// Auth configures who may call the management API.
+// Auth modes.
+const (
+	AuthToken   = "token"   // bearer tokens from Tokens and TenantTokens
+	AuthForward = "forward" // ask the app at ForwardURL for each request
+	AuthNone    = "none"    // no authentication: only on a loopback listen
+)
+
+// Auth configures who may call the management API and which tenants they see.
 type Auth struct {
-	// Tokens are bearer tokens with access to every tenant.
+	// Mode is token, forward or none.
+	Mode string `koanf:"mode"`
+	// Tokens are bearer tokens with access to every tenant (admin).
 	Tokens []string `koanf:"tokens"`
+	// TenantTokens are "TENANT=TOKEN" entries: bearer tokens that see only
+	// the objects of one tenant. The tenant is what precedes the first "=".
+	TenantTokens []string `koanf:"tenant_tokens"`
+	// ForwardURL is the app's auth route (mode forward): walhook sends it
+	// the request's Cookie and Authorization headers; a 2xx answer naming a
+	// tenant in ForwardTenantHeader admits the request for that tenant.
+	ForwardURL string `koanf:"forward_url"`
+	// ForwardTenantHeader is the answer header naming the tenant.
+	ForwardTenantHeader string `koanf:"forward_tenant_header"`
+	// ForwardCacheTTL is how long an answer is reused for the same Cookie
+	// and Authorization; 0 asks the app every time.
+	ForwardCacheTTL time.Duration `koanf:"forward_cache_ttl"`
+	// ForwardTimeout bounds one request to ForwardURL.
+	ForwardTimeout time.Duration `koanf:"forward_timeout"`
+}
+
+// SplitTenantToken splits an auth.tenant_tokens entry "TENANT=TOKEN".
+func SplitTenantToken(entry string) (tenant, token string, ok bool) {
+	tenant, token, ok = strings.Cut(entry, "=")
+	return tenant, token, ok && tenant != "" && token != ""
 }
 
 // Outbox describes the table the app inserts events into.
@@ -117,10 +149,13 @@ type Replication struct {
 
 // Delivery configures outbound webhook requests.
 type Delivery struct {
-	Timeout              time.Duration   `koanf:"timeout"`
-	AllowPrivateNetworks bool            `koanf:"allow_private_networks"`
-	MaxAttempts          int             `koanf:"max_attempts"`
-	RetrySchedule        []time.Duration `koanf:"retry_schedule"`
+	Timeout              time.Duration `koanf:"timeout"`
+	AllowPrivateNetworks bool          `koanf:"allow_private_networks"`
+	// RequireHTTPS refuses endpoint URLs that are not https when endpoints
+	// are created or their URL is changed.
+	RequireHTTPS  bool            `koanf:"require_https"`
+	MaxAttempts   int             `koanf:"max_attempts"`
+	RetrySchedule []time.Duration `koanf:"retry_schedule"`
 	// RetryJitter spreads each retry delay by ±this fraction.
 	RetryJitter float64 `koanf:"retry_jitter"`
 	// Workers bounds concurrent requests across all endpoints.
@@ -147,11 +182,22 @@ type CircuitBreaker struct {
 	MaxCooldown time.Duration `koanf:"max_cooldown"`
 }
 
+// Metrics configures what /metrics exports beyond the defaults.
+type Metrics struct {
+	// EndpointLabels, when positive, labels final delivery outcomes with
+	// the endpoint id for that many endpoints (the rest as "_other"):
+	// ids are unbounded, so this is opt-in and capped.
+	EndpointLabels int `koanf:"endpoint_labels"`
+}
+
 // Endpoint configures endpoint health.
 type Endpoint struct {
 	// DisableAfter disables an endpoint whose attempts have all failed for
 	// this long (0: never); re-enabling it is an explicit action.
 	DisableAfter time.Duration `koanf:"disable_after"`
+	// SecretOverlap is how long the previous secret keeps signing (beside
+	// the new one) after a rotation, unless the rotation asks otherwise.
+	SecretOverlap time.Duration `koanf:"secret_overlap"`
 }
 
 // Defaults returns the configuration used where nothing else is said.
@@ -168,7 +214,8 @@ func Defaults() Config {
 		Log:             Log{Level: "info", Format: "text"},
 		API:             API{Prefix: "/webhooks/"},
 		Proxy:           Proxy{TrustedProxies: []string{}},
-		Auth:            Auth{Tokens: []string{}},
+		Auth: Auth{Mode: AuthToken, Tokens: []string{}, TenantTokens: []string{},
+			ForwardTenantHeader: "X-Walhook-Tenant", ForwardCacheTTL: 5 * time.Second, ForwardTimeout: 5 * time.Second},
 		Outbox: Outbox{
 			Table: "public.webhook_outbox",
 			Columns: Columns{
@@ -199,7 +246,7 @@ func Defaults() Config {
 			QueueLimit:        10000,
 			CircuitBreaker:    CircuitBreaker{Failures: 5, Cooldown: 30 * time.Second, MaxCooldown: 10 * time.Minute},
 		},
-		Endpoint:   Endpoint{DisableAfter: 5 * 24 * time.Hour},
+		Endpoint:   Endpoint{DisableAfter: 5 * 24 * time.Hour, SecretOverlap: 24 * time.Hour},
 		EventTypes: []string{},
 	}
 }
@@ -275,11 +322,7 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("proxy.trusted_proxies[%d]", i), "%q is not a CIDR like 10.0.0.0/8", cidr)
 		}
 	}
-	for i, tok := range c.Auth.Tokens {
-		if len(tok) < 16 {
-			bad(fmt.Sprintf("auth.tokens[%d]", i), "must be at least 16 characters")
-		}
-	}
+	c.validateAuth(bad)
 	if _, _, err := SplitTable(c.Outbox.Table); err != nil {
 		bad("outbox.table", "%v", err)
 	}
@@ -361,10 +404,83 @@ func (c *Config) Validate() error {
 	if cb.MaxCooldown < cb.Cooldown {
 		bad("delivery.circuit_breaker.max_cooldown", "must be at least delivery.circuit_breaker.cooldown")
 	}
+	if c.Metrics.EndpointLabels < 0 || c.Metrics.EndpointLabels > 10000 {
+		bad("metrics.endpoint_labels", "must be between 0 (off) and 10000")
+	}
 	if c.Endpoint.DisableAfter < 0 {
 		bad("endpoint.disable_after", "must not be negative (0 never disables)")
 	}
+	if c.Endpoint.SecretOverlap < 0 || c.Endpoint.SecretOverlap > 30*24*time.Hour {
+		bad("endpoint.secret_overlap", "must be between 0s and 720h, got %s", c.Endpoint.SecretOverlap)
+	}
 	return errors.Join(errs...)
+}
+
+// headerNameRE is an HTTP header name (RFC 9110 token).
+var headerNameRE = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+// validateAuth checks the auth section.
+func (c *Config) validateAuth(bad func(key, format string, args ...any)) {
+	a := c.Auth
+	seen := map[string]bool{}
+	for i, tok := range a.Tokens {
+		if len(tok) < 16 {
+			bad(fmt.Sprintf("auth.tokens[%d]", i), "must be at least 16 characters")
+		}
+		if seen[tok] {
+			bad(fmt.Sprintf("auth.tokens[%d]", i), "is listed twice")
+		}
+		seen[tok] = true
+	}
+	for i, entry := range a.TenantTokens {
+		key := fmt.Sprintf("auth.tenant_tokens[%d]", i)
+		_, tok, ok := SplitTenantToken(entry)
+		switch {
+		case !ok:
+			bad(key, "must be TENANT=TOKEN")
+		case len(tok) < 16:
+			bad(key, "token must be at least 16 characters")
+		case seen[tok]:
+			bad(key, "token is listed twice (in auth.tokens or auth.tenant_tokens)")
+		}
+		seen[tok] = true
+	}
+	switch a.Mode {
+	case AuthToken:
+	case AuthForward:
+		u, err := url.Parse(a.ForwardURL)
+		if a.ForwardURL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			bad("auth.forward_url", "must be the app's http(s) auth route when auth.mode is forward, got %q", a.ForwardURL)
+		}
+	case AuthNone:
+		if !loopback(c.Listen) {
+			bad("auth.mode", "none is refused unless listen is a loopback address (127.0.0.1, ::1 or localhost), got %q", c.Listen)
+		}
+	default:
+		bad("auth.mode", "must be token, forward or none, got %q", a.Mode)
+	}
+	if !headerNameRE.MatchString(a.ForwardTenantHeader) {
+		bad("auth.forward_tenant_header", "%q is not an HTTP header name", a.ForwardTenantHeader)
+	}
+	if a.ForwardCacheTTL < 0 {
+		bad("auth.forward_cache_ttl", "must not be negative (0 turns the cache off)")
+	}
+	if a.ForwardTimeout <= 0 {
+		bad("auth.forward_timeout", "must be positive")
+	}
+}
+
+// loopback reports whether a listen address binds only a loopback interface.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // SplitTable splits "schema.table" (schema defaults to public).

@@ -302,8 +302,8 @@ func (d *Dispatcher) work(endpointID string, l *lane) {
 }
 
 // Stop stops taking jobs and waits for attempts under way; after timeout they
-// are cancelled and their results dropped (those deliveries stay pending and
-// are attempted again at the next start).
+// are cancelled and recorded as retrying, due at once (the cut attempt does
+// not count). Queued jobs stay pending in the store for the next start.
 func (d *Dispatcher) Stop(timeout time.Duration) {
 	d.mu.Lock()
 	d.stopped = true
@@ -417,6 +417,7 @@ func (d *Dispatcher) attempt(j *Job) outcome {
 	case att.StatusCode >= 200 && att.StatusCode < 300:
 		del.Status, del.DeliveredAt = store.StatusDelivered, end
 		d.m.Deliveries.WithLabelValues("delivered").Inc()
+		d.m.EndpointOutcome(ep.ID, "delivered")
 		if !j.CommitTime.IsZero() {
 			d.m.EndToEnd.Observe(end.Sub(j.CommitTime).Seconds())
 		}
@@ -437,6 +438,7 @@ func (d *Dispatcher) attempt(j *Job) outcome {
 		} else {
 			del.Status = store.StatusFailed
 			d.m.Deliveries.WithLabelValues("failed").Inc()
+			d.m.EndpointOutcome(ep.ID, "failed")
 		}
 	}
 	return outcome{Result: Result{Delivery: del, Attempt: att}, interrupted: interrupted}
@@ -447,11 +449,17 @@ func (d *Dispatcher) attempt(j *Job) outcome {
 func readSnippet(r io.Reader, limit int) string {
 	buf, _ := io.ReadAll(io.LimitReader(r, int64(limit)*utf8.UTFMax))
 	_, _ = io.CopyN(io.Discard, r, 64<<10)
-	s := strings.ToValidUTF8(string(buf), "\uFFFD")
+	s := storable(string(buf))
 	if utf8.RuneCountInString(s) > limit {
 		s = string([]rune(s)[:limit])
 	}
 	return s
+}
+
+// storable makes text Postgres can keep: valid UTF-8 without NUL bytes
+// (text rejects them, and a batch that cannot be written stalls recording).
+func storable(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
 func parseRetryAfter(v string, now time.Time) time.Duration {
@@ -509,9 +517,9 @@ func describe(err error, timeout time.Duration) string {
 			err = inner
 		}
 	}
-	msg := err.Error()
-	if len(msg) > 500 {
-		msg = msg[:500]
+	msg := storable(err.Error())
+	if utf8.RuneCountInString(msg) > 500 {
+		msg = string([]rune(msg)[:500])
 	}
 	return msg
 }

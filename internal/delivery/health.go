@@ -86,7 +86,9 @@ func (d *Dispatcher) observe(j *Job, att *store.Attempt, end time.Time) (changes
 		return changes, resume
 	}
 	h = d.healthOf(j)
-	if h.state == gone {
+	if h.state == gone || (h.state == halfOpen && !j.probe) {
+		// Gone waits for re-enabling; while half-open only the probe
+		// decides (this request was sent before the circuit opened).
 		return nil, false
 	}
 	h.fails++
@@ -170,7 +172,9 @@ func (d *Dispatcher) EndpointChanged(e *store.Endpoint, oldURL string) {
 func (d *Dispatcher) Accepting(endpointID string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if h := d.health[endpointID]; h != nil && h.state != closed {
+	// Half-open without a probe under way: the next delivery released
+	// becomes the probe (parks may arrive after the cooldown's Resume).
+	if h := d.health[endpointID]; h != nil && h.state != closed && (h.state != halfOpen || h.probing) {
 		return false
 	}
 	l := d.lanes[endpointID]

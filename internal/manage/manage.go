@@ -1,7 +1,13 @@
 // Package manage holds the management operations shared by the HTTP API and
-// the command line: validating endpoint input, creating endpoints with a
-// fresh secret, and the JSON views of endpoints and deliveries. Views never
-// carry a secret, except the one returned by CreateEndpoint, once.
+// the command line: validating endpoint input, creating, updating and
+// deleting endpoints, rotating their secrets (and ending the overlap of a
+// rotation on time), sending test events, re-queueing deliveries, and the
+// JSON views of endpoints, deliveries, attempts, events and event types.
+//
+// Views never carry a secret, except the one returned by CreateEndpoint and
+// RotateSecret, once. Every operation on an existing object takes a tenant:
+// nil for admins, otherwise the caller's tenant, and another tenant's object
+// is store.ErrNotFound, exactly like one that does not exist.
 package manage
 
 import (
@@ -10,6 +16,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/walhook/walhook/internal/netguard"
@@ -31,6 +38,16 @@ type Service struct {
 	Store        *store.Store
 	Network      netguard.Policy
 	RequireHTTPS bool
+	// SecretOverlap is how long the previous secret keeps signing after a
+	// rotation that does not say otherwise.
+	SecretOverlap time.Duration
+	// Catalogue is the configured event types (config event_types).
+	Catalogue []string
+	// Sender sends test events; nil (no running walhook) refuses them.
+	Sender Sender
+
+	wakeOnce sync.Once
+	wake     chan struct{} // a rotation happened: recompute the next expiry
 }
 
 // EndpointInput is what a caller may set on an endpoint.
@@ -57,7 +74,12 @@ var reservedHeaders = map[string]bool{
 }
 
 // Validate checks input and normalises it.
-func (s *Service) Validate(in *EndpointInput) error {
+func (s *Service) Validate(in *EndpointInput) error { return s.validate(in, true) }
+
+// validate checks input; the URL's scheme and destination only when
+// checkURL (an update that keeps the URL keeps it valid, even if the policy
+// has become stricter since).
+func (s *Service) validate(in *EndpointInput, checkURL bool) error {
 	in.URL = strings.TrimSpace(in.URL)
 	if in.URL == "" {
 		return &FieldError{"url", "is required"}
@@ -65,8 +87,10 @@ func (s *Service) Validate(in *EndpointInput) error {
 	if len(in.URL) > 2000 {
 		return &FieldError{"url", "must be at most 2000 characters"}
 	}
-	if _, err := s.Network.CheckURL(in.URL, s.RequireHTTPS); err != nil {
-		return &FieldError{"url", err.Error()}
+	if checkURL {
+		if _, err := s.Network.CheckURL(in.URL, s.RequireHTTPS); err != nil {
+			return &FieldError{"url", err.Error()}
+		}
 	}
 	if len(in.Description) > 1000 {
 		return &FieldError{"description", "must be at most 1000 characters"}
@@ -145,9 +169,11 @@ type Endpoint struct {
 	MaxAttempts       int        `json:"max_attempts,omitempty"`
 	RetryClientErrors bool       `json:"retry_client_errors"`
 	RateLimit         int        `json:"rate_limit,omitempty"`
-	CreatedAt         time.Time  `json:"created_at"`
-	UpdatedAt         time.Time  `json:"updated_at"`
-	Secret            string     `json:"secret,omitempty"`
+	// PreviousSecretExpiresAt is set while a rotated-out secret still signs.
+	PreviousSecretExpiresAt *time.Time `json:"previous_secret_expires_at,omitempty"`
+	CreatedAt               time.Time  `json:"created_at"`
+	UpdatedAt               time.Time  `json:"updated_at"`
+	Secret                  string     `json:"secret,omitempty"`
 }
 
 // EndpointView renders an endpoint without its secret.
@@ -161,6 +187,9 @@ func EndpointView(e *store.Endpoint) Endpoint {
 	}
 	for _, d := range e.RetrySchedule {
 		v.RetrySchedule = append(v.RetrySchedule, d.String())
+	}
+	if e.PreviousSecret != "" && e.PreviousSecretExpiresAt.After(time.Now()) {
+		v.PreviousSecretExpiresAt = optTime(e.PreviousSecretExpiresAt)
 	}
 	switch {
 	case e.Active:

@@ -5,6 +5,8 @@
 package metrics
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -61,6 +63,50 @@ type Metrics struct {
 	BatchRows       prometheus.Histogram
 	FlushDuration   prometheus.Histogram
 	BuildInfo       *prometheus.GaugeVec
+
+	perEndpoint *endpointCounter // nil unless PerEndpoint was called
+}
+
+// endpointCounter labels final outcomes with endpoint ids, for at most limit
+// endpoints: ids are unbounded, so later ones share endpoint_id="_other".
+type endpointCounter struct {
+	vec   *prometheus.CounterVec
+	limit int
+	mu    sync.Mutex
+	seen  map[string]bool
+}
+
+// PerEndpoint turns on walhook_endpoint_deliveries_total{endpoint_id,status}
+// for the first limit endpoints seen (metrics.endpoint_labels).
+func (m *Metrics) PerEndpoint(reg prometheus.Registerer, limit int) {
+	if limit <= 0 {
+		return
+	}
+	c := &endpointCounter{limit: limit, seen: map[string]bool{}, vec: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "walhook_endpoint_deliveries_total",
+		Help: "Deliveries that reached a final status, per endpoint (first metrics.endpoint_labels endpoints; the rest as _other).",
+	}, []string{"endpoint_id", "status"})}
+	reg.MustRegister(c.vec)
+	m.perEndpoint = c
+}
+
+// EndpointOutcome counts a delivery's final status for its endpoint; a
+// no-op unless PerEndpoint is on.
+func (m *Metrics) EndpointOutcome(endpointID, status string) {
+	c := m.perEndpoint
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	if !c.seen[endpointID] {
+		if len(c.seen) >= c.limit {
+			endpointID = "_other"
+		} else {
+			c.seen[endpointID] = true
+		}
+	}
+	c.mu.Unlock()
+	c.vec.WithLabelValues(endpointID, status).Inc()
 }
 
 // New creates the collectors and registers them (with the Go and process

@@ -90,13 +90,13 @@ type Recorder struct {
 
 type pendingBatch struct {
 	b          store.Batch
-	unresolved int       // new deliveries still pending, without a result
-	since      time.Time // when the first of them was added
-	parks   [][2]string    // endpoint id, delivery id
-	newIdx  map[string]int // delivery id → index in b.Deliveries
-	updIdx  map[string]int // delivery id → index in b.Updates
-	maxEnd  uint64
-	written int // rows, for back-pressure
+	unresolved int            // new deliveries still pending, without a result
+	since      time.Time      // when the first of them was added
+	parks      [][2]string    // endpoint id, delivery id
+	newIdx     map[string]int // delivery id → index in b.Deliveries
+	updIdx     map[string]int // delivery id → index in b.Updates
+	maxEnd     uint64
+	written    int // rows, for back-pressure
 }
 
 func newPending() *pendingBatch {
@@ -155,6 +155,13 @@ func (r *Recorder) Ready(ctx context.Context) error {
 // Add queues a transaction's rows. It blocks while too much is pending and
 // fails while the store is unavailable.
 func (r *Recorder) Add(ctx context.Context, t *Txn) error {
+	// cond.Wait cannot watch ctx: its end wakes the waiters instead.
+	stop := context.AfterFunc(ctx, func() {
+		r.mu.Lock()
+		r.cond.Broadcast()
+		r.mu.Unlock()
+	})
+	defer stop()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for r.healthy && r.next.written >= r.opts.MaxPending && ctx.Err() == nil {

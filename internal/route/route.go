@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/walhook/walhook/internal/signature"
 	"github.com/walhook/walhook/internal/store"
@@ -68,10 +69,15 @@ type Endpoint struct {
 	Signer *signature.Signer
 }
 
-// Compile prepares an endpoint for the table.
+// Compile prepares an endpoint for the table. The previous secret of a
+// rotation signs beside the current one until PreviousSecretExpiresAt (a
+// zero time: no end); an endpoint compiled after that signs with the current
+// secret alone. Compiling happens when the endpoint changes, so a running
+// walhook also relies on manage's secret expiry, which clears expired
+// previous secrets in the table when they end and so reloads the endpoint.
 func Compile(e *store.Endpoint) (*Endpoint, error) {
 	secrets := []string{e.Secret}
-	if e.PreviousSecret != "" {
+	if e.PreviousSecret != "" && (e.PreviousSecretExpiresAt.IsZero() || time.Now().Before(e.PreviousSecretExpiresAt)) {
 		secrets = append(secrets, e.PreviousSecret)
 	}
 	signer, err := signature.NewSigner(secrets...)

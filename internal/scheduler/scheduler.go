@@ -211,10 +211,10 @@ func (s *Scheduler) Run(ctx context.Context) {
 		case <-s.kick:
 		case <-s.rescan:
 			now := s.opts.Now()
+			// Due by the database's clock (re-queued with its now()):
+			// each is released when walhook's clock says it is due.
 			err := s.opts.Store.ScanDue(ctx, "", now, func(sd store.ScheduledDelivery) error {
-				s.mu.Lock()
-				s.due = append(s.due, sd.ID)
-				s.mu.Unlock()
+				s.Schedule(sd.ID, sd.Due)
 				return nil
 			})
 			if err != nil && ctx.Err() == nil {

@@ -35,8 +35,15 @@ func scanDelivery(row pgx.Row, extra ...any) (*Delivery, error) {
 type DeliveryFilter struct {
 	Tenant     *string // nil: all tenants
 	EndpointID string
+	EventID    string
+	EventType  string
 	Status     Status
-	Limit      int
+	// Since (inclusive) and Until (exclusive) bound created_at; zero: open.
+	Since, Until time.Time
+	// Before, when not nil, is the cursor: only rows after it in the
+	// newest-first order.
+	Before *PageKey
+	Limit  int // 0: no limit
 }
 
 // ListDeliveries returns deliveries newest first.
@@ -56,34 +63,35 @@ func (s *Store) ListDeliveries(ctx context.Context, f DeliveryFilter) ([]*Delive
 	if f.Status != "" {
 		where = append(where, "d.status = "+arg(string(f.Status)))
 	}
+	if f.EventID != "" {
+		where = append(where, "d.event_id = "+arg(f.EventID))
+	}
+	if f.EventType != "" {
+		where = append(where, "d.event_type = "+arg(f.EventType))
+	}
+	where = appendRange(where, arg, "d.", f.Since, f.Until, f.Before)
 	sql := `SELECT ` + deliveryColumns + ` FROM deliveries d`
 	if len(where) > 0 {
 		sql += " WHERE " + strings.Join(where, " AND ")
 	}
-	sql += " ORDER BY d.created_at DESC, d.id DESC LIMIT " + arg(f.Limit)
-	rows, err := s.pool.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list deliveries: %w", err)
+	sql += " ORDER BY d.created_at DESC, d.id DESC"
+	if f.Limit > 0 {
+		sql += " LIMIT " + arg(f.Limit)
 	}
-	defer rows.Close()
-	var out []*Delivery
-	for rows.Next() {
-		d, err := scanDelivery(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list deliveries: %w", err)
-		}
-		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list deliveries: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s, "list deliveries", sql, args, func(r pgx.Row) (*Delivery, error) { return scanDelivery(r) })
 }
 
 // GetDelivery returns one delivery.
 func (s *Store) GetDelivery(ctx context.Context, id string) (*Delivery, error) {
-	d, err := scanDelivery(s.pool.QueryRow(ctx, `SELECT `+deliveryColumns+` FROM deliveries d WHERE d.id = $1`, id))
-	if err == pgx.ErrNoRows {
+	return s.GetDeliveryOf(ctx, id, nil)
+}
+
+// GetDeliveryOf returns one delivery; tenant, when not nil, must match
+// (another tenant's delivery is ErrNotFound).
+func (s *Store) GetDeliveryOf(ctx context.Context, id string, tenant *string) (*Delivery, error) {
+	d, err := scanDelivery(s.pool.QueryRow(ctx, `SELECT `+deliveryColumns+` FROM deliveries d WHERE d.id = $1
+		AND ($2::text IS NULL OR coalesce(d.tenant_id, '') = $2)`, id, tenant))
+	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
@@ -248,7 +256,7 @@ func (s *Store) RecoverEndpoint(ctx context.Context, endpointID string, tenant *
 // when endpointID is not empty).
 func (s *Store) ScanDue(ctx context.Context, endpointID string, now time.Time, fn func(ScheduledDelivery) error) error {
 	rows, err := s.pool.Query(ctx, `SELECT id, coalesce(next_retry_at, created_at) FROM deliveries
-		WHERE status IN ('pending', 'retrying') AND next_retry_at <= $1 AND ($2 = '' OR endpoint_id = $2)`, now, endpointID)
+		WHERE status IN ('pending', 'retrying') AND next_retry_at <= greatest($1, now()) AND ($2 = '' OR endpoint_id = $2)`, now, endpointID)
 	if err != nil {
 		return fmt.Errorf("scan due deliveries: %w", err)
 	}

@@ -162,23 +162,7 @@ func (s *Store) ListEndpoints(ctx context.Context, f EndpointFilter) ([]*Endpoin
 		args = append(args, f.Limit)
 		sql += fmt.Sprintf(" LIMIT $%d", len(args))
 	}
-	rows, err := s.pool.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list endpoints: %w", err)
-	}
-	defer rows.Close()
-	var out []*Endpoint
-	for rows.Next() {
-		e, err := scanEndpoint(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list endpoints: %w", err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list endpoints: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s, "list endpoints", sql, args, scanEndpoint)
 }
 
 // durationStrings keeps a schedule as Go duration strings ("1m0s"),

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -151,7 +152,7 @@ type column struct {
 
 // queueInsert queues INSERT ... SELECT FROM unnest(arrays): any number of
 // rows in one statement, pipelined with the rest of the batch.
-func queueInsert(q *pgx.Batch, table string, tolerant bool, cols ...column) {
+func queueInsert(q *pgx.Batch, table, onConflict string, cols ...column) {
 	names := make([]string, len(cols))
 	params := make([]string, len(cols))
 	args := make([]any, len(cols))
@@ -161,8 +162,8 @@ func queueInsert(q *pgx.Batch, table string, tolerant bool, cols ...column) {
 		args[i] = c.values
 	}
 	sql := "INSERT INTO " + table + " (" + strings.Join(names, ", ") + ") SELECT * FROM unnest(" + strings.Join(params, ", ") + ")"
-	if tolerant {
-		sql += " ON CONFLICT DO NOTHING"
+	if onConflict != "" {
+		sql += " " + onConflict
 	}
 	q.Queue(sql, args...)
 }
@@ -170,6 +171,20 @@ func queueInsert(q *pgx.Batch, table string, tolerant bool, cols ...column) {
 func optString(s string) *string {
 	if s == "" {
 		return nil
+	}
+	return &s
+}
+
+// optText is optString for free text that comes from outside (response
+// bodies, error messages): Postgres text takes neither NUL bytes nor
+// invalid UTF-8, and one such value would fail its whole batch, over and
+// over.
+func optText(s string) *string {
+	if s == "" {
+		return nil
+	}
+	if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+		s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 	}
 	return &s
 }
@@ -196,6 +211,18 @@ func (s *Store) WriteBatch(ctx context.Context, b *Batch) error {
 	if b.Empty() {
 		return nil
 	}
+	// A tolerant batch skips existing events and attempts; an existing
+	// delivery takes the batch's state when it is as far along (a result
+	// folded into the insert must not be lost with it).
+	skip, deliveryConflict := "", ""
+	if b.Tolerant {
+		skip = "ON CONFLICT DO NOTHING"
+		deliveryConflict = `ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,
+			next_retry_at = excluded.next_retry_at, last_status_code = excluded.last_status_code,
+			last_response = excluded.last_response, last_error = excluded.last_error, updated_at = excluded.updated_at,
+			delivered_at = coalesce(excluded.delivered_at, deliveries.delivered_at)
+			WHERE excluded.attempts >= deliveries.attempts`
+	}
 	var q pgx.Batch
 	if n := len(b.Events); n > 0 {
 		ids, types, tenants, payloads := make([]string, n), make([]string, n), make([]*string, n), make([][]byte, n)
@@ -205,7 +232,7 @@ func (s *Store) WriteBatch(ctx context.Context, b *Batch) error {
 			ids[i], types[i], tenants[i], payloads[i] = e.ID, e.Type, optString(e.TenantID), e.Payload
 			outbox[i], lsns[i], created[i], received[i] = optString(e.OutboxID), int64(e.LSN), e.CreatedAt, e.ReceivedAt
 		}
-		queueInsert(&q, "events", b.Tolerant, column{"id", "text", ids}, column{"event_type", "text", types},
+		queueInsert(&q, "events", skip, column{"id", "text", ids}, column{"event_type", "text", types},
 			column{"tenant_id", "text", tenants}, column{"payload", "jsonb", payloads}, column{"outbox_id", "text", outbox},
 			column{"lsn", "int8", lsns}, column{"created_at", "timestamptz", created}, column{"received_at", "timestamptz", received})
 	}
@@ -218,10 +245,10 @@ func (s *Store) WriteBatch(ctx context.Context, b *Batch) error {
 			d := &b.Deliveries[i]
 			ids[i], eps[i], events[i], types[i], tenants[i] = d.ID, d.EndpointID, d.EventID, d.EventType, optString(d.TenantID)
 			statuses[i], attempts[i], maxAttempts[i], next[i] = string(d.Status), int32(d.Attempts), int32(d.MaxAttempts), optTime(d.NextRetryAt)
-			codes[i], responses[i], errs[i] = optInt(d.LastStatusCode), optString(d.LastResponse), optString(d.LastError)
+			codes[i], responses[i], errs[i] = optInt(d.LastStatusCode), optText(d.LastResponse), optText(d.LastError)
 			created[i], updated[i], delivered[i] = d.CreatedAt, d.UpdatedAt, optTime(d.DeliveredAt)
 		}
-		queueInsert(&q, "deliveries", b.Tolerant, column{"id", "text", ids}, column{"endpoint_id", "text", eps},
+		queueInsert(&q, "deliveries", deliveryConflict, column{"id", "text", ids}, column{"endpoint_id", "text", eps},
 			column{"event_id", "text", events}, column{"event_type", "text", types}, column{"tenant_id", "text", tenants},
 			column{"status", "text", statuses}, column{"attempts", "int4", attempts}, column{"max_attempts", "int4", maxAttempts},
 			column{"next_retry_at", "timestamptz", next}, column{"last_status_code", "int4", codes},
@@ -235,9 +262,9 @@ func (s *Store) WriteBatch(ctx context.Context, b *Batch) error {
 		for i := range b.Attempts {
 			a := &b.Attempts[i]
 			ids[i], nums[i], eps[i], started[i], durations[i] = a.DeliveryID, int32(a.Attempt), a.EndpointID, a.StartedAt, a.Duration.Microseconds()
-			codes[i], responses[i], errs[i] = optInt(a.StatusCode), optString(a.Response), optString(a.Error)
+			codes[i], responses[i], errs[i] = optInt(a.StatusCode), optText(a.Response), optText(a.Error)
 		}
-		queueInsert(&q, "attempts", b.Tolerant, column{"delivery_id", "text", ids}, column{"attempt", "int4", nums},
+		queueInsert(&q, "attempts", skip, column{"delivery_id", "text", ids}, column{"attempt", "int4", nums},
 			column{"endpoint_id", "text", eps}, column{"started_at", "timestamptz", started}, column{"duration_us", "int8", durations},
 			column{"status_code", "int4", codes}, column{"response", "text", responses}, column{"error", "text", errs})
 	}
@@ -247,7 +274,7 @@ func (s *Store) WriteBatch(ctx context.Context, b *Batch) error {
 			d := &b.DeadLetters[i]
 			lsns[i], outbox[i], reasons[i], raws[i] = int64(d.LSN), optString(d.OutboxID), d.Reason, d.Raw
 		}
-		queueInsert(&q, "dead_letters", false, column{"lsn", "int8", lsns}, column{"outbox_id", "text", outbox},
+		queueInsert(&q, "dead_letters", "", column{"lsn", "int8", lsns}, column{"outbox_id", "text", outbox},
 			column{"reason", "text", reasons}, column{"raw", "jsonb", raws})
 	}
 
@@ -264,22 +291,8 @@ func (s *Store) WriteBatch(ctx context.Context, b *Batch) error {
 		for i := range b.Updates {
 			d := &b.Updates[i]
 			ids[i], statuses[i], attempts[i], updated[i] = d.ID, string(d.Status), int32(d.Attempts), d.UpdatedAt
-			if !d.NextRetryAt.IsZero() {
-				next[i] = &d.NextRetryAt
-			}
-			if d.LastStatusCode != 0 {
-				c := int32(d.LastStatusCode)
-				codes[i] = &c
-			}
-			if d.LastResponse != "" {
-				responses[i] = &d.LastResponse
-			}
-			if d.LastError != "" {
-				errs[i] = &d.LastError
-			}
-			if !d.DeliveredAt.IsZero() {
-				delivered[i] = &d.DeliveredAt
-			}
+			next[i], codes[i], delivered[i] = optTime(d.NextRetryAt), optInt(d.LastStatusCode), optTime(d.DeliveredAt)
+			responses[i], errs[i] = optText(d.LastResponse), optText(d.LastError)
 		}
 		q.Queue(`UPDATE deliveries d SET status = u.status, attempts = u.attempts, next_retry_at = u.next_retry_at,
 				last_status_code = u.code, last_response = u.response, last_error = u.error,

@@ -211,3 +211,25 @@ func versions(ms []migration) []int {
 	}
 	return out
 }
+
+// queryAll runs a query and scans every row with scan; what names the
+// operation in errors.
+func queryAll[T any](ctx context.Context, s *Store, what, sql string, args []any, scan func(pgx.Row) (T, error)) ([]T, error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return out, nil
+}
