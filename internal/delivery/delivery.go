@@ -124,6 +124,7 @@ type Dispatcher struct {
 	mu      sync.Mutex
 	lanes   map[string]*lane
 	health  map[string]*health
+	slots   map[string]time.Time // rate-limited endpoints: when the next request may start
 	active  map[string]struct{} // deliveries queued or under way
 	stopped bool
 	wg      sync.WaitGroup
@@ -181,11 +182,41 @@ func New(opts Options, sink Sink) *Dispatcher {
 		m:      opts.Metrics,
 		lanes:  map[string]*lane{},
 		health: map[string]*health{},
+		slots:  map[string]time.Time{},
 		active: map[string]struct{}{},
 		ctx:    ctx,
 		cancel: cancel,
 		rnd:    rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
+}
+
+// pace waits, for an endpoint with a rate limit, until its next request may
+// start; requests are spaced evenly. It waits in the lane's worker before
+// taking a global worker slot, so a rate-limited endpoint delays only
+// itself. It reports false when the dispatcher stopped meanwhile.
+func (d *Dispatcher) pace(j *Job) bool {
+	rps := j.Endpoint.RateLimit
+	if rps <= 0 {
+		return true
+	}
+	now := d.opts.Now()
+	d.mu.Lock()
+	at := d.slots[j.Endpoint.ID]
+	if at.Before(now) {
+		at = now
+	}
+	d.slots[j.Endpoint.ID] = at.Add(time.Second / time.Duration(rps))
+	d.mu.Unlock()
+	if wait := at.Sub(now); wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-d.ctx.Done():
+			return false
+		}
+	}
+	return true
 }
 
 type noResumer struct{}
@@ -274,6 +305,9 @@ func (d *Dispatcher) work(endpointID string, l *lane) {
 		if park {
 			d.sink.Park(endpointID, j.DeliveryID)
 			continue
+		}
+		if !d.pace(j) {
+			return
 		}
 
 		select {

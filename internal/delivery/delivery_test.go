@@ -964,3 +964,40 @@ func TestResponseSnippetIsStorableAsText(t *testing.T) {
 		t.Fatalf("response kept as %q: a NUL byte cannot be stored in a text column", res.Attempt.Response)
 	}
 }
+
+func TestRateLimitSpacesAnEndpointsRequests(t *testing.T) {
+	var mu sync.Mutex
+	var times []time.Time
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		times = append(times, time.Now())
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	free := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer free.Close()
+	b := setup(t, nil)
+	limited := newEndpoint(t, "ep_rate", srv.URL, func(e *store.Endpoint) { e.RateLimit = 20 })
+	unlimited := newEndpoint(t, "ep_free", free.URL)
+
+	start := time.Now()
+	for i := range 10 {
+		b.d.Submit(newJob(limited, fmt.Sprintf("msg_r%d", i)))
+		b.d.Submit(newJob(unlimited, fmt.Sprintf("msg_f%d", i)))
+	}
+	for i := range 10 {
+		b.waitResult(t, fmt.Sprintf("msg_f%d", i))
+	}
+	if took := time.Since(start); took > 400*time.Millisecond {
+		t.Errorf("the unlimited endpoint took %s: another endpoint's rate limit held it back", took)
+	}
+	for i := range 10 {
+		b.waitResult(t, fmt.Sprintf("msg_r%d", i))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// 20 per second: 10 requests span at least 9 intervals of 50 ms.
+	if span := times[len(times)-1].Sub(times[0]); len(times) != 10 || span < 9*50*time.Millisecond-10*time.Millisecond {
+		t.Fatalf("%d requests over %s; rate_limit 20/s spaces 10 requests over at least 450ms", len(times), span)
+	}
+}
