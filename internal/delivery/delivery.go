@@ -125,7 +125,7 @@ type Dispatcher struct {
 	lanes   map[string]*lane
 	health  map[string]*health
 	slots   map[string]time.Time // rate-limited endpoints: when the next request may start
-	active  map[string]struct{} // deliveries queued or under way
+	active  map[string]struct{}  // deliveries queued or under way
 	stopped bool
 	wg      sync.WaitGroup
 	ctx     context.Context
