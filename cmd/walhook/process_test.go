@@ -127,6 +127,8 @@ func serve(t *testing.T, environ []string) *proc {
 	p := &proc{t: t, cmd: exec.Command(binary, "serve"), log: logf.Name(), admin: admin, done: make(chan struct{})}
 	p.cmd.Env = environ
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	// If the test binary dies (a timeout), walhook must not outlive it.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
