@@ -6,7 +6,7 @@ package main_test
 // receiver, against the committed outbox rows, that nothing was lost.
 //
 // The default `go test` runs them in full (20,000 events, 5 kills). Set
-// WALHOOK_CRASH_EVENTS and WALHOOK_CRASH_KILLS to run them longer.
+// WALHOOK_TEST_CRASH_EVENTS and WALHOOK_TEST_CRASH_KILLS to run them longer.
 
 import (
 	"context"
@@ -351,7 +351,7 @@ func statusCounts(t *testing.T, dsn string) map[string]int {
 }
 
 func TestKillNineRepeatedlyLosesNothing(t *testing.T) {
-	events, kills := envInt("WALHOOK_CRASH_EVENTS", 20000), envInt("WALHOOK_CRASH_KILLS", 5)
+	events, kills := envInt("WALHOOK_TEST_CRASH_EVENTS", 20000), envInt("WALHOOK_TEST_CRASH_KILLS", 5)
 	db := pgtest.New(t)
 	rcv := newSink(t)
 	environ := env(db.DSN, nil)

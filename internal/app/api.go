@@ -43,5 +43,9 @@ func managementAPI(cfg *config.Config, st *store.Store, sender manage.Sender, ep
 	}
 	svc := Service(cfg, st)
 	svc.Sender = sender
-	return api.Handler(api.Options{Prefix: cfg.API.Prefix, Auth: authn, Service: svc, Logger: log}), svc, nil
+	own, err := withDashboard(cfg, authn, svc, sender, api.Handler(api.Options{Prefix: cfg.API.Prefix, Auth: authn, Service: svc, Logger: log}), log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return own, svc, nil
 }

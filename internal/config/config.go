@@ -34,6 +34,7 @@ type Config struct {
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
 	Log             Log           `koanf:"log"`
 	API             API           `koanf:"api"`
+	UI              UI            `koanf:"ui"`
 	Proxy           Proxy         `koanf:"proxy"`
 	Auth            Auth          `koanf:"auth"`
 	Outbox          Outbox        `koanf:"outbox"`
@@ -67,6 +68,14 @@ type Log struct {
 type API struct {
 	// Prefix under which walhook serves its own routes.
 	Prefix string `koanf:"prefix"`
+}
+
+// UI configures the dashboard served at api.prefix (package ui).
+type UI struct {
+	// Enabled serves the dashboard; false leaves only the JSON API.
+	Enabled bool `koanf:"enabled"`
+	// SessionTTL is how long a dashboard sign-in lasts (auth.mode token).
+	SessionTTL time.Duration `koanf:"session_ttl"`
 }
 
 // Proxy configures the reverse proxy to the app on Listen.
@@ -213,6 +222,7 @@ func Defaults() Config {
 		ShutdownTimeout: 30 * time.Second,
 		Log:             Log{Level: "info", Format: "text"},
 		API:             API{Prefix: "/webhooks/"},
+		UI:              UI{Enabled: true, SessionTTL: 12 * time.Hour},
 		Proxy:           Proxy{TrustedProxies: []string{}},
 		Auth: Auth{Mode: AuthToken, Tokens: []string{}, TenantTokens: []string{},
 			ForwardTenantHeader: "X-Walhook-Tenant", ForwardCacheTTL: 5 * time.Second, ForwardTimeout: 5 * time.Second},
@@ -409,6 +419,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Endpoint.DisableAfter < 0 {
 		bad("endpoint.disable_after", "must not be negative (0 never disables)")
+	}
+	if c.UI.SessionTTL < time.Minute || c.UI.SessionTTL > 30*24*time.Hour {
+		bad("ui.session_ttl", "must be between 1m and 720h, got %s", c.UI.SessionTTL)
 	}
 	if c.Endpoint.SecretOverlap < 0 || c.Endpoint.SecretOverlap > 30*24*time.Hour {
 		bad("endpoint.secret_overlap", "must be between 0s and 720h, got %s", c.Endpoint.SecretOverlap)

@@ -132,3 +132,14 @@ func TestEnvName(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+func TestTestVariablesAreNotConfiguration(t *testing.T) {
+	t.Setenv("WALHOOK_TEST_REQUIRE_BROWSER", "1")
+	if _, err := config.Load(""); err != nil {
+		t.Fatalf("a WALHOOK_TEST_ variable broke loading: %v", err)
+	}
+	t.Setenv("WALHOOK_TSET_TYPO", "1")
+	if _, err := config.Load(""); err == nil || !strings.Contains(err.Error(), "WALHOOK_TSET_TYPO") {
+		t.Fatalf("an unknown WALHOOK_ variable was accepted: %v", err)
+	}
+}

@@ -20,6 +20,11 @@ const EnvPrefix = "WALHOOK_"
 // ConfigEnv names the config file when --config is not given.
 const ConfigEnv = "WALHOOK_CONFIG"
 
+// TestEnvPrefix starts the environment variables of walhook's own tests
+// (WALHOOK_TEST_REQUIRE_BROWSER, ...): they are not configuration, and a
+// test run exporting them must not make every configuration load fail.
+const TestEnvPrefix = "WALHOOK_TEST_"
+
 // Load builds the configuration from the defaults, the YAML file at path
 // (skipped when path is empty) and the WALHOOK_* environment, then validates it.
 func Load(path string) (*Config, error) {
@@ -60,7 +65,7 @@ func Load(path string) (*Config, error) {
 	var unknownEnv []string
 	err := k.Load(env.ProviderWithValue(EnvPrefix, ".", func(name, value string) (string, any) {
 		key, ok := envKeys[name]
-		if name == ConfigEnv {
+		if name == ConfigEnv || strings.HasPrefix(name, TestEnvPrefix) {
 			return "", nil
 		}
 		if !ok {
