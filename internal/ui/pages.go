@@ -210,14 +210,8 @@ type endpointView struct {
 }
 
 func (s *server) endpointPage(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	e, err := s.opts.Service.Store.GetEndpoint(r.Context(), id, scope(r))
-	if err != nil {
-		s.fail(w, r, err)
+	e, ok := s.endpointOf(w, r)
+	if !ok {
 		return
 	}
 	rows, err := s.endpointRows(r.Context(), []manage.Endpoint{manage.EndpointView(e)})
@@ -226,7 +220,7 @@ func (s *server) endpointPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := readDeliveryQuery(r)
-	q.EndpointID = id
+	q.EndpointID = e.ID
 	v := endpointView{endpointRow: rows[0], Filter: q, Statuses: statuses, Since: "24h"}
 	if v.Deliveries, err = s.deliveryTable(r, q, true); err != nil {
 		s.fail(w, r, err)
@@ -393,14 +387,8 @@ type secretView struct {
 }
 
 func (s *server) editEndpointPage(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	e, err := s.opts.Service.Store.GetEndpoint(r.Context(), id, scope(r))
-	if err != nil {
-		s.fail(w, r, err)
+	e, ok := s.endpointOf(w, r)
+	if !ok {
 		return
 	}
 	items, rest, err := s.catalogue(r.Context(), e.EventTypes)
@@ -423,14 +411,8 @@ func (s *server) editEndpointPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) updateEndpoint(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	e, err := s.opts.Service.Store.GetEndpoint(r.Context(), id, scope(r))
-	if err != nil {
-		s.fail(w, r, err)
+	e, ok := s.endpointOf(w, r)
+	if !ok {
 		return
 	}
 	items, _, err := s.catalogue(r.Context(), nil)
@@ -445,7 +427,7 @@ func (s *server) updateEndpoint(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, formErrorStatus, "endpoint_form", "Edit endpoint", f)
 		return
 	}
-	_, err = s.opts.Service.UpdateEndpoint(r.Context(), id, scope(r), manage.EndpointPatch{URL: &in.URL, Description: &in.Description,
+	_, err = s.opts.Service.UpdateEndpoint(r.Context(), e.ID, scope(r), manage.EndpointPatch{URL: &in.URL, Description: &in.Description,
 		Events: &in.Events, Headers: &in.Headers, RateLimit: &in.RateLimit})
 	if fe, isField := manage.IsFieldError(err); isField {
 		f.setError(fe)
@@ -456,7 +438,7 @@ func (s *server) updateEndpoint(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	http.Redirect(w, r, s.base+"/endpoints/"+url.PathEscape(id)+"?notice=updated", http.StatusSeeOther)
+	http.Redirect(w, r, s.base+"/endpoints/"+url.PathEscape(e.ID)+"?notice=updated", http.StatusSeeOther)
 }
 
 // endpointAction performs the buttons of the endpoint page.
@@ -821,4 +803,18 @@ func (s *server) retryDelivery(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.Redirect(w, r, back+"?notice=retried", http.StatusSeeOther)
 	}
+}
+
+// endpointOf loads the endpoint named by the path, in the request's tenant;
+// it answers the error page itself when it cannot.
+func (s *server) endpointOf(w http.ResponseWriter, r *http.Request) (*store.Endpoint, bool) {
+	id, err := pathID(r)
+	if err == nil {
+		var e *store.Endpoint
+		if e, err = s.opts.Service.Store.GetEndpoint(r.Context(), id, scope(r)); err == nil {
+			return e, true
+		}
+	}
+	s.fail(w, r, err)
+	return nil, false
 }
