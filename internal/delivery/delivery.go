@@ -34,6 +34,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -125,7 +126,8 @@ type Dispatcher struct {
 	lanes   map[string]*lane
 	health  map[string]*health
 	slots   map[string]time.Time // rate-limited endpoints: when the next request may start
-	active  map[string]struct{}  // deliveries queued or under way
+	active  sync.Map             // delivery ids queued or under way (kept off mu: it is hot)
+	nhealth atomic.Int32         // len(health), read without mu on the hot path
 	stopped bool
 	wg      sync.WaitGroup
 	ctx     context.Context
@@ -183,7 +185,6 @@ func New(opts Options, sink Sink) *Dispatcher {
 		lanes:  map[string]*lane{},
 		health: map[string]*health{},
 		slots:  map[string]time.Time{},
-		active: map[string]struct{}{},
 		ctx:    ctx,
 		cancel: cancel,
 		rnd:    rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
@@ -231,7 +232,7 @@ func (noResumer) Resume(string, int) {}
 func (d *Dispatcher) Submit(j *Job) {
 	id := j.Endpoint.ID
 	d.mu.Lock()
-	if _, dup := d.active[j.DeliveryID]; dup || d.stopped {
+	if _, dup := d.active.Load(j.DeliveryID); dup || d.stopped {
 		d.mu.Unlock()
 		return
 	}
@@ -248,7 +249,7 @@ func (d *Dispatcher) Submit(j *Job) {
 		d.sink.Park(id, j.DeliveryID)
 		return
 	}
-	d.active[j.DeliveryID] = struct{}{}
+	d.active.Store(j.DeliveryID, struct{}{})
 	l.queue = append(l.queue, j)
 	if l.running < d.opts.EndpointInflight {
 		l.running++
@@ -291,7 +292,7 @@ func (d *Dispatcher) work(endpointID string, l *lane) {
 		// Jobs queued before the circuit opened wait like the rest.
 		park := !d.health[endpointID].admit(j)
 		if park {
-			delete(d.active, j.DeliveryID)
+			d.active.Delete(j.DeliveryID)
 		}
 		// A spilled lane takes parked deliveries back once half empty.
 		resume := l.spilled && l.len() <= d.opts.QueueLimit/2
@@ -322,9 +323,7 @@ func (d *Dispatcher) work(endpointID string, l *lane) {
 		if !res.interrupted {
 			changes, resume = d.observe(j, &res.Attempt, res.Delivery.UpdatedAt)
 		}
-		d.mu.Lock()
-		delete(d.active, j.DeliveryID)
-		d.mu.Unlock()
+		d.active.Delete(j.DeliveryID)
 		for _, h := range changes {
 			d.sink.Health(h)
 		}

@@ -53,6 +53,7 @@ func (d *Dispatcher) healthOf(j *Job) *health {
 	if h == nil {
 		h = &health{failingSince: j.Endpoint.FailingSince, recorded: !j.Endpoint.FailingSince.IsZero()}
 		d.health[j.Endpoint.ID] = h
+		d.nhealth.Store(int32(len(d.health)))
 	}
 	return h
 }
@@ -62,6 +63,10 @@ func (d *Dispatcher) healthOf(j *Job) *health {
 // whether parked deliveries may flow again.
 func (d *Dispatcher) observe(j *Job, att *store.Attempt, end time.Time) (changes []store.EndpointHealth, resume bool) {
 	ep := j.Endpoint
+	ok := att.StatusCode >= 200 && att.StatusCode < 300
+	if ok && ep.FailingSince.IsZero() && d.nhealth.Load() == 0 {
+		return nil, false // the common case, without the lock: nothing is failing
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	h := d.health[ep.ID]
@@ -82,6 +87,7 @@ func (d *Dispatcher) observe(j *Job, att *store.Attempt, end time.Time) (changes
 			// Until the cleared failing_since comes back on the stream,
 			// remember it is cleared, so it is not recorded again each time.
 			d.health[ep.ID] = &health{}
+			d.nhealth.Store(int32(len(d.health)))
 		}
 		return changes, resume
 	}
@@ -150,6 +156,7 @@ func (d *Dispatcher) forget(id string, h *health) {
 		h.timer.Stop()
 	}
 	delete(d.health, id)
+	d.nhealth.Store(int32(len(d.health)))
 }
 
 // EndpointChanged is told of every change to an endpoint. Re-enabling it or
