@@ -62,7 +62,8 @@ func TestCircuitBreakerParksDeliveriesUntilAProbeSucceeds(t *testing.T) {
 	// spending attempts, and probes go out one at a time.
 	waitFor(t, "the circuit to open", 10*time.Second, func() bool { return rcv.requests() >= 4 })
 	time.Sleep(time.Second) // a window in which a closed circuit would have sent all 50
-	if n := rcv.requests(); n > 3+6 { // 3 failures, then a probe per cooldown (300ms, then 600ms); closed, all 50 would have gone
+	// 3 failures, then one probe per cooldown (300ms, then 600ms).
+	if n := rcv.requests(); n > 3+6 {
 		t.Fatalf("%d requests reached a failing endpoint; the open circuit should let only probes through", n)
 	}
 	down.Store(false)
