@@ -304,9 +304,16 @@ func (s *Scheduler) dispatch(table *route.Table, dd *store.DueDelivery, now time
 		// it is resumed or re-enabled.
 		s.Park(ep.ID, dd.ID)
 	default:
-		s.opts.Dispatcher.Submit(&delivery.Job{
+		j := &delivery.Job{
 			DeliveryID: dd.ID, Endpoint: ep, EventID: dd.EventID, EventType: dd.EventType,
 			EventTime: dd.EventCreatedAt, Payload: dd.Payload, Attempt: dd.Attempts + 1, MaxAttempts: dd.MaxAttempts,
-		})
+		}
+		if dd.Attempts == 0 {
+			// A first attempt that waited (parked, or interrupted by a
+			// restart) still counts in the end-to-end latency, from the
+			// event's time, so the histogram does not hide slow deliveries.
+			j.CommitTime = dd.EventCreatedAt
+		}
+		s.opts.Dispatcher.Submit(j)
 	}
 }
