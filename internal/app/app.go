@@ -176,7 +176,7 @@ func (s *Server) start(ctx context.Context, dsn string) error {
 	s.Registry = reg
 
 	router := route.NewRouter()
-	eps, err := st.ListEndpoints(ctx, store.EndpointFilter{})
+	eps, err := st.PageEndpoints(ctx, store.EndpointPage{})
 	if err != nil {
 		return err
 	}

@@ -180,11 +180,11 @@ func endpoint(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		return withStore(ctx, *path, func(cfg *config.Config, st *store.Store) error {
-			f := store.EndpointFilter{}
+			p := store.EndpointPage{}
 			if *tenant != "" {
-				f.Tenant = tenant
+				p.Tenant = tenant
 			}
-			eps, err := st.ListEndpoints(ctx, f)
+			eps, err := st.PageEndpoints(ctx, p)
 			if err != nil {
 				return err
 			}

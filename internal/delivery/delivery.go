@@ -482,17 +482,11 @@ func (d *Dispatcher) attempt(j *Job) outcome {
 func readSnippet(r io.Reader, limit int) string {
 	buf, _ := io.ReadAll(io.LimitReader(r, int64(limit)*utf8.UTFMax))
 	_, _ = io.CopyN(io.Discard, r, 64<<10)
-	s := storable(string(buf))
+	s := strings.ToValidUTF8(string(buf), "\uFFFD")
 	if utf8.RuneCountInString(s) > limit {
 		s = string([]rune(s)[:limit])
 	}
 	return s
-}
-
-// storable makes text Postgres can keep: valid UTF-8 without NUL bytes
-// (text rejects them, and a batch that cannot be written stalls recording).
-func storable(s string) string {
-	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
 func parseRetryAfter(v string, now time.Time) time.Duration {
@@ -550,7 +544,7 @@ func describe(err error, timeout time.Duration) string {
 			err = inner
 		}
 	}
-	msg := storable(err.Error())
+	msg := strings.ToValidUTF8(err.Error(), "\uFFFD")
 	if utf8.RuneCountInString(msg) > 500 {
 		msg = string([]rune(msg)[:500])
 	}

@@ -10,52 +10,21 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/walhook/walhook/internal/leakcheck"
 )
 
 // testPrefix is the API prefix the tests mount walhook's own routes under.
 const testPrefix = "/webhooks/"
 
+// TestMain fails a green run that leaves a goroutine in HTTP or proxy code:
+// every server is closed and every connection gone by then, so a survivor
+// is a leak (e.g. a websocket copier that never ends).
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if err := noLeakedGoroutines(10 * time.Second); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// noLeakedGoroutines waits until no goroutine is left in HTTP or proxy code:
-// every server is closed and every connection gone by then, so a survivor is
-// a leak (e.g. a websocket copier that never ends).
-func noLeakedGoroutines(wait time.Duration) error {
-	deadline := time.Now().Add(wait)
-	for {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		var leaked []string
-		for g := range strings.SplitSeq(string(buf), "\n\n") {
-			if strings.Contains(g, "noLeakedGoroutines") {
-				continue
-			}
-			if strings.Contains(g, "net/http") || strings.Contains(g, "internal/proxy") {
-				leaked = append(leaked, g)
-			}
-		}
-		if len(leaked) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("leaked goroutines:\n\n%s", strings.Join(leaked, "\n\n"))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	os.Exit(leakcheck.Main(m.Run, 10*time.Second, "net/http", "internal/proxy"))
 }
 
 // testBundle is walhook's listen address with its parts.

@@ -22,20 +22,60 @@ type PageKey struct {
 	ID        string
 }
 
-// appendRange adds the time range and cursor conditions on alias's
-// created_at and id. Row comparison keeps the (created_at DESC, id DESC)
-// indexes usable.
-func appendRange(where []string, arg func(any) string, alias string, since, until time.Time, before *PageKey) []string {
+// listing builds a newest-first list query over one table alias: its
+// conditions, their parameters, then order and limit.
+type listing struct {
+	alias string // "d." or "" for an unaliased table
+	where []string
+	args  []any
+}
+
+// arg adds a parameter and returns its placeholder.
+func (l *listing) arg(v any) string {
+	l.args = append(l.args, v)
+	return fmt.Sprintf("$%d", len(l.args))
+}
+
+// eq adds "alias.column = value" unless value is empty.
+func (l *listing) eq(column, value string) {
+	if value != "" {
+		l.where = append(l.where, l.alias+column+" = "+l.arg(value))
+	}
+}
+
+// tenant scopes the list to a tenant unless it is nil.
+func (l *listing) tenant(t *string) {
+	if t != nil {
+		l.where = append(l.where, "coalesce("+l.alias+"tenant_id, '') = "+l.arg(*t))
+	}
+}
+
+// page adds the time range and cursor conditions on created_at and id. The
+// row comparison keeps the (created_at DESC, id DESC) indexes usable.
+func (l *listing) page(since, until time.Time, before *PageKey) {
+	a := l.alias
 	if !since.IsZero() {
-		where = append(where, alias+"created_at >= "+arg(since))
+		l.where = append(l.where, a+"created_at >= "+l.arg(since))
 	}
 	if !until.IsZero() {
-		where = append(where, alias+"created_at < "+arg(until))
+		l.where = append(l.where, a+"created_at < "+l.arg(until))
 	}
 	if before != nil {
-		where = append(where, fmt.Sprintf("(%screated_at, %sid) < (%s, %s)", alias, alias, arg(before.CreatedAt), arg(before.ID)))
+		l.where = append(l.where, fmt.Sprintf("(%screated_at, %sid) < (%s, %s)", a, a, l.arg(before.CreatedAt), l.arg(before.ID)))
 	}
-	return where
+}
+
+// sql completes selectFrom with the conditions, the order and limit (0: none).
+func (l *listing) sql(selectFrom string, limit int) string {
+	sql := selectFrom
+	if len(l.where) > 0 {
+		sql += " WHERE " + strings.Join(l.where, " AND ")
+	}
+	sql += " ORDER BY " + l.alias + "created_at DESC, " + l.alias + "id DESC"
+	if limit > 0 {
+		sql += " LIMIT " + l.arg(limit)
+	}
+	return sql
 }
 
 // tenantScope is the condition "tenant_id matches $n, unless $n is NULL".
@@ -52,41 +92,10 @@ type EndpointPage struct {
 
 // PageEndpoints returns endpoints newest first.
 func (s *Store) PageEndpoints(ctx context.Context, p EndpointPage) ([]*Endpoint, error) {
-	var where []string
-	var args []any
-	arg := func(v any) string {
-		args = append(args, v)
-		return fmt.Sprintf("$%d", len(args))
-	}
-	if p.Tenant != nil {
-		where = append(where, "coalesce(tenant_id, '') = "+arg(*p.Tenant))
-	}
-	where = appendRange(where, arg, "", time.Time{}, time.Time{}, p.Before)
-	sql := `SELECT ` + endpointColumns + ` FROM endpoints`
-	if len(where) > 0 {
-		sql += " WHERE " + strings.Join(where, " AND ")
-	}
-	sql += " ORDER BY created_at DESC, id DESC"
-	if p.Limit > 0 {
-		sql += " LIMIT " + arg(p.Limit)
-	}
-	rows, err := s.pool.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list endpoints: %w", err)
-	}
-	defer rows.Close()
-	var out []*Endpoint
-	for rows.Next() {
-		e, err := scanEndpoint(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list endpoints: %w", err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list endpoints: %w", err)
-	}
-	return out, nil
+	var l listing
+	l.tenant(p.Tenant)
+	l.page(time.Time{}, time.Time{}, p.Before)
+	return queryAll(ctx, s, "list endpoints", l.sql(`SELECT `+endpointColumns+` FROM endpoints`, p.Limit), l.args, scanEndpoint)
 }
 
 // UpdateEndpoint reads an endpoint under a row lock, lets change modify it
@@ -210,28 +219,12 @@ func scanEvent(row pgx.Row, extra ...any) (*Event, error) {
 
 // ListEvents returns events newest first, without their payloads.
 func (s *Store) ListEvents(ctx context.Context, f EventFilter) ([]*Event, error) {
-	var where []string
-	var args []any
-	arg := func(v any) string {
-		args = append(args, v)
-		return fmt.Sprintf("$%d", len(args))
-	}
-	if f.Tenant != nil {
-		where = append(where, "coalesce(e.tenant_id, '') = "+arg(*f.Tenant))
-	}
-	if f.EventType != "" {
-		where = append(where, "e.event_type = "+arg(f.EventType))
-	}
-	where = appendRange(where, arg, "e.", f.Since, f.Until, f.Before)
-	sql := `SELECT ` + eventColumns + ` FROM events e`
-	if len(where) > 0 {
-		sql += " WHERE " + strings.Join(where, " AND ")
-	}
-	sql += " ORDER BY e.created_at DESC, e.id DESC"
-	if f.Limit > 0 {
-		sql += " LIMIT " + arg(f.Limit)
-	}
-	return queryAll(ctx, s, "list events", sql, args, func(r pgx.Row) (*Event, error) { return scanEvent(r) })
+	l := listing{alias: "e."}
+	l.tenant(f.Tenant)
+	l.eq("event_type", f.EventType)
+	l.page(f.Since, f.Until, f.Before)
+	return queryAll(ctx, s, "list events", l.sql(`SELECT `+eventColumns+` FROM events e`, f.Limit), l.args,
+		func(r pgx.Row) (*Event, error) { return scanEvent(r) })
 }
 
 // GetEvent returns one event with its payload; tenant, when not nil, must
@@ -295,10 +288,10 @@ func (s *Store) RecordSent(ctx context.Context, ev *Event, d *Delivery, a *Attem
 			next_retry_at, last_status_code, last_response, last_error, created_at, updated_at, delivered_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 		d.ID, d.EndpointID, d.EventID, d.EventType, nullString(d.TenantID), string(d.Status), int32(d.Attempts), int32(d.MaxAttempts),
-		nullTime(d.NextRetryAt), nullInt(d.LastStatusCode), nullString(d.LastResponse), nullString(d.LastError), d.CreatedAt, d.UpdatedAt, nullTime(d.DeliveredAt))
+		nullTime(d.NextRetryAt), nullInt(d.LastStatusCode), optText(d.LastResponse), optText(d.LastError), d.CreatedAt, d.UpdatedAt, nullTime(d.DeliveredAt))
 	q.Queue(`INSERT INTO attempts (delivery_id, attempt, endpoint_id, started_at, duration_us, status_code, response, error)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		a.DeliveryID, int32(a.Attempt), a.EndpointID, a.StartedAt, a.Duration.Microseconds(), nullInt(a.StatusCode), nullString(a.Response), nullString(a.Error))
+		a.DeliveryID, int32(a.Attempt), a.EndpointID, a.StartedAt, a.Duration.Microseconds(), nullInt(a.StatusCode), optText(a.Response), optText(a.Error))
 	if err := tx.SendBatch(ctx, &q).Close(); err != nil {
 		return fmt.Errorf("record sent event %s: %w", ev.ID, err)
 	}

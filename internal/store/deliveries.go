@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -48,37 +47,15 @@ type DeliveryFilter struct {
 
 // ListDeliveries returns deliveries newest first.
 func (s *Store) ListDeliveries(ctx context.Context, f DeliveryFilter) ([]*Delivery, error) {
-	var where []string
-	var args []any
-	arg := func(v any) string {
-		args = append(args, v)
-		return fmt.Sprintf("$%d", len(args))
-	}
-	if f.Tenant != nil {
-		where = append(where, "coalesce(d.tenant_id, '') = "+arg(*f.Tenant))
-	}
-	if f.EndpointID != "" {
-		where = append(where, "d.endpoint_id = "+arg(f.EndpointID))
-	}
-	if f.Status != "" {
-		where = append(where, "d.status = "+arg(string(f.Status)))
-	}
-	if f.EventID != "" {
-		where = append(where, "d.event_id = "+arg(f.EventID))
-	}
-	if f.EventType != "" {
-		where = append(where, "d.event_type = "+arg(f.EventType))
-	}
-	where = appendRange(where, arg, "d.", f.Since, f.Until, f.Before)
-	sql := `SELECT ` + deliveryColumns + ` FROM deliveries d`
-	if len(where) > 0 {
-		sql += " WHERE " + strings.Join(where, " AND ")
-	}
-	sql += " ORDER BY d.created_at DESC, d.id DESC"
-	if f.Limit > 0 {
-		sql += " LIMIT " + arg(f.Limit)
-	}
-	return queryAll(ctx, s, "list deliveries", sql, args, func(r pgx.Row) (*Delivery, error) { return scanDelivery(r) })
+	l := listing{alias: "d."}
+	l.tenant(f.Tenant)
+	l.eq("endpoint_id", f.EndpointID)
+	l.eq("status", string(f.Status))
+	l.eq("event_id", f.EventID)
+	l.eq("event_type", f.EventType)
+	l.page(f.Since, f.Until, f.Before)
+	return queryAll(ctx, s, "list deliveries", l.sql(`SELECT `+deliveryColumns+` FROM deliveries d`, f.Limit), l.args,
+		func(r pgx.Row) (*Delivery, error) { return scanDelivery(r) })
 }
 
 // GetDelivery returns one delivery.

@@ -134,37 +134,6 @@ func (s *Store) GetEndpoint(ctx context.Context, id string, tenant *string) (*En
 	return e, nil
 }
 
-// EndpointFilter selects endpoints for listing.
-type EndpointFilter struct {
-	Tenant *string // nil: all tenants
-	After  string  // cursor: the last id of the previous page
-	Limit  int     // 0: no limit
-}
-
-// ListEndpoints returns endpoints ordered by id.
-func (s *Store) ListEndpoints(ctx context.Context, f EndpointFilter) ([]*Endpoint, error) {
-	var where []string
-	var args []any
-	if f.Tenant != nil {
-		args = append(args, *f.Tenant)
-		where = append(where, fmt.Sprintf("coalesce(tenant_id, '') = $%d", len(args)))
-	}
-	if f.After != "" {
-		args = append(args, f.After)
-		where = append(where, fmt.Sprintf("id > $%d", len(args)))
-	}
-	sql := `SELECT ` + endpointColumns + ` FROM endpoints`
-	if len(where) > 0 {
-		sql += " WHERE " + strings.Join(where, " AND ")
-	}
-	sql += " ORDER BY id"
-	if f.Limit > 0 {
-		args = append(args, f.Limit)
-		sql += fmt.Sprintf(" LIMIT $%d", len(args))
-	}
-	return queryAll(ctx, s, "list endpoints", sql, args, scanEndpoint)
-}
-
 // durationStrings keeps a schedule as Go duration strings ("1m0s"),
 // readable in psql; nil stays NULL (the configured default).
 func durationStrings(ds []time.Duration) []string {
