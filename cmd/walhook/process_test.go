@@ -28,6 +28,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/walhook/walhook/internal/pgtest"
+	"github.com/walhook/walhook/internal/waitfor"
 )
 
 var binary string
@@ -253,17 +254,6 @@ func (s *sink) check(t *testing.T, committed []int) int {
 	return s.requests - len(s.ids)
 }
 
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // setup migrates the database and subscribes rcv to every event type, with
 // the CLI of the binary under test.
 func setup(t *testing.T, environ []string, rcv *sink) {
@@ -375,9 +365,9 @@ func TestKillNineRepeatedlyLosesNothing(t *testing.T) {
 	if len(committed) != events {
 		t.Fatalf("producer committed %d events, want %d", len(committed), events)
 	}
-	waitFor(t, "every committed event at the receiver", 2*time.Minute, func() bool { return rcv.distinct() >= len(committed) })
+	waitfor.True(t, "every committed event at the receiver", 2*time.Minute, func() bool { return rcv.distinct() >= len(committed) })
 	dups := rcv.check(t, committed)
-	waitFor(t, "every delivery recorded as delivered", time.Minute, func() bool { return statusCounts(t, db.DSN)["delivered"] == events })
+	waitfor.True(t, "every delivery recorded as delivered", time.Minute, func() bool { return statusCounts(t, db.DSN)["delivered"] == events })
 	t.Logf("%d events, %d kills: 0 lost, %d duplicate requests (same webhook-id), %.2f%%", events, kills, dups, 100*float64(dups)/float64(events))
 	p.terminate(30 * time.Second)
 }
@@ -394,7 +384,7 @@ func TestPostgresRestartMidStream(t *testing.T) {
 	defer cancel()
 	produced := make(chan struct{})
 	go func() { defer close(produced); produce(ctx, t, dsn, 0, 5000, 25, 3*time.Millisecond) }()
-	waitFor(t, "the stream to be under way", 30*time.Second, func() bool { return rcv.distinct() > 500 })
+	waitfor.True(t, "the stream to be under way", 30*time.Second, func() bool { return rcv.distinct() > 500 })
 	rctx, rcancel := context.WithTimeout(context.Background(), time.Minute)
 	defer rcancel()
 	if err := c.Restart(rctx, "fast"); err != nil {
@@ -403,9 +393,9 @@ func TestPostgresRestartMidStream(t *testing.T) {
 	t.Logf("postgres restarted (fast) at %d distinct events received", rcv.distinct())
 	<-produced
 	committed := committedEvents(t, dsn)
-	waitFor(t, "every committed event after the restart", 2*time.Minute, func() bool { return rcv.distinct() >= len(committed) })
+	waitfor.True(t, "every committed event after the restart", 2*time.Minute, func() bool { return rcv.distinct() >= len(committed) })
 	dups := rcv.check(t, committed)
-	waitFor(t, "walhook ready again", 30*time.Second, func() bool {
+	waitfor.True(t, "walhook ready again", 30*time.Second, func() bool {
 		resp, err := http.Get("http://" + p.admin + "/readyz")
 		if err != nil {
 			return false
@@ -443,7 +433,7 @@ func TestSIGTERMFinishesOrPersistsInFlightAttempts(t *testing.T) {
 	setup(t, environ, rcv)
 	p := serve(t, environ)
 	produce(context.Background(), t, db.DSN, 0, 40, 40, 0)
-	waitFor(t, "40 requests in flight or answered", 30*time.Second, func() bool { return rcv.distinct() == 40 })
+	waitfor.True(t, "40 requests in flight or answered", 30*time.Second, func() bool { return rcv.distinct() == 40 })
 
 	took := p.terminate(10 * time.Second)
 	if took > 3*time.Second+time.Second {
@@ -487,7 +477,7 @@ func TestSIGTERMFinishesOrPersistsInFlightAttempts(t *testing.T) {
 	// The next start sends the interrupted ones again.
 	close(release)
 	p = serve(t, environ)
-	waitFor(t, "all 40 delivered after the restart", 30*time.Second, func() bool { return statusCounts(t, db.DSN)["delivered"] == 40 })
+	waitfor.True(t, "all 40 delivered after the restart", 30*time.Second, func() bool { return statusCounts(t, db.DSN)["delivered"] == 40 })
 	p.terminate(10 * time.Second)
 }
 
@@ -515,7 +505,7 @@ func TestFailuresThenSuccessEndDeliveredWithExactAttempts(t *testing.T) {
 	setup(t, environ, rcv)
 	p := serve(t, environ)
 	produce(context.Background(), t, db.DSN, 0, 200, 50, 0)
-	waitFor(t, "all 200 delivered", time.Minute, func() bool { return statusCounts(t, db.DSN)["delivered"] == 200 })
+	waitfor.True(t, "all 200 delivered", time.Minute, func() bool { return statusCounts(t, db.DSN)["delivered"] == 200 })
 
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, db.DSN)

@@ -12,6 +12,7 @@ import (
 	"github.com/walhook/walhook/internal/app"
 	"github.com/walhook/walhook/internal/config"
 	"github.com/walhook/walhook/internal/pgtest"
+	"github.com/walhook/walhook/internal/waitfor"
 )
 
 // authApp is the app's auth route for forward mode: it knows a few
@@ -204,7 +205,7 @@ func TestSecretsAndTokensNeverReachTheLogs(t *testing.T) {
 	acme.call("PATCH", "/endpoints/"+ep.ID, `{"description":"failing on purpose"}`, http.StatusOK, nil)
 	acme.call("POST", "/endpoints/"+ep.ID+"/test", "", http.StatusOK, nil)
 	insertTenantEvents(t, db.DSN, "acme", "order.created", 3)
-	waitFor(t, "deliveries to be retried", 15*time.Second, func() bool { return rcv.count() >= 7 })
+	waitfor.True(t, "deliveries to be retried", 15*time.Second, func() bool { return rcv.count() >= 7 })
 	var list pageJSON[deliveryJSON]
 	admin.call("GET", "/deliveries?status=retrying", "", http.StatusOK, &list)
 	for _, d := range list.Data {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/walhook/walhook/internal/pgtest"
+	"github.com/walhook/walhook/internal/waitfor"
 )
 
 // listAll follows next cursors and returns every item and the page sizes.
@@ -55,7 +56,7 @@ func TestAPIDeliveriesEventsAndEventTypes(t *testing.T) {
 	before := time.Now().UTC()
 	insertEvents(t, db.DSN, 60, "order.created", true)
 	insertEvents(t, db.DSN, 1, "payment.failed", true)
-	waitFor(t, "122 deliveries to finish", 15*time.Second, func() bool {
+	waitfor.True(t, "122 deliveries to finish", 15*time.Second, func() bool {
 		return countStatus(t, s.Store, "delivered") == 121 && countStatus(t, s.Store, "failed") == 1
 	})
 	after := time.Now().UTC()
@@ -153,7 +154,7 @@ func TestAPIDeliveriesEventsAndEventTypes(t *testing.T) {
 		if d.Status != "retrying" || d.ID != payID {
 			t.Fatalf("retry answered %+v", d)
 		}
-		waitFor(t, "the retried delivery to be delivered", 10*time.Second, func() bool {
+		waitfor.True(t, "the retried delivery to be delivered", 10*time.Second, func() bool {
 			var got deliveryJSON
 			c.call("GET", "/deliveries/"+payID, "", http.StatusOK, &got)
 			return got.Status == "delivered" && got.Attempts == 2 && len(got.AttemptLog) == 2
@@ -171,7 +172,7 @@ func TestAPIDeliveriesEventsAndEventTypes(t *testing.T) {
 		payments.fail = func(string, int) int { return http.StatusServiceUnavailable }
 		payments.mu.Unlock()
 		insertEvents(t, db.DSN, 2, "payment.refused", true)
-		waitFor(t, "two more failures", 10*time.Second, func() bool { return countStatus(t, s.Store, "failed") == 2 })
+		waitfor.True(t, "two more failures", 10*time.Second, func() bool { return countStatus(t, s.Store, "failed") == 2 })
 		payments.mu.Lock()
 		payments.fail = nil
 		payments.mu.Unlock()
@@ -184,7 +185,7 @@ func TestAPIDeliveriesEventsAndEventTypes(t *testing.T) {
 		if out.Requeued != 2 || out.EndpointID != epPay.ID || time.Since(out.Since) < 59*time.Minute {
 			t.Fatalf("recover answered %+v", out)
 		}
-		waitFor(t, "recovered deliveries delivered", 10*time.Second, func() bool { return countStatus(t, s.Store, "failed") == 0 })
+		waitfor.True(t, "recovered deliveries delivered", 10*time.Second, func() bool { return countStatus(t, s.Store, "failed") == 0 })
 		c.fails("POST", "/endpoints/"+epPay.ID+"/recover", "", 400, "since")
 		c.fails("POST", "/endpoints/"+epPay.ID+"/recover?since=last+week", "", 400, "since")
 		c.fails("POST", "/endpoints/ep_doesnotexist/recover?since=1h", "", 404, "")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/walhook/walhook/internal/pgtest"
+	"github.com/walhook/walhook/internal/waitfor"
 )
 
 // rfc3339UTC matches every time the API writes.
@@ -116,7 +117,7 @@ func TestAPIEndpointsCreateListUpdateDelete(t *testing.T) {
 			got.MaxAttempts != 3 || got.RetryClientErrors || got.RateLimit != 10 || got.Headers["X-Env"] != "staging" || got.State != "active" {
 			t.Fatalf("after update: %+v\nwant %+v", got, want)
 		}
-		waitFor(t, "the router to load the update", 10*time.Second, func() bool {
+		waitfor.True(t, "the router to load the update", 10*time.Second, func() bool {
 			e, ok := s.Router.Table().Get(ep.ID)
 			return ok && e.URL == "https://example.org/v2" && e.MaxAttempts == 3
 		})
@@ -174,7 +175,7 @@ func TestAPIEndpointsCreateListUpdateDelete(t *testing.T) {
 		c.call("DELETE", path, "", http.StatusNoContent, nil)
 		c.fails("GET", path, "", http.StatusNotFound, "")
 		c.fails("DELETE", path, "", http.StatusNotFound, "")
-		waitFor(t, "the router to drop the endpoint", 10*time.Second, func() bool {
+		waitfor.True(t, "the router to drop the endpoint", 10*time.Second, func() bool {
 			_, ok := s.Router.Table().Get(ep.ID)
 			return !ok
 		})

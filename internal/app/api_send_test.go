@@ -17,6 +17,7 @@ import (
 
 	"github.com/walhook/walhook/internal/pgtest"
 	"github.com/walhook/walhook/internal/signature"
+	"github.com/walhook/walhook/internal/waitfor"
 )
 
 // capture records every request it gets and answers status (200 when 0).
@@ -60,7 +61,7 @@ func (c *capture) count() int {
 // wait returns the n-th request (from 1), waiting for it.
 func (c *capture) wait(t *testing.T, n int) captured {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("request %d", n), 10*time.Second, func() bool { return c.count() >= n })
+	waitfor.True(t, fmt.Sprintf("request %d", n), 10*time.Second, func() bool { return c.count() >= n })
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.reqs[n-1]
@@ -139,7 +140,7 @@ func TestAPIRotateSecretSignsWithBothUntilTheOverlapEnds(t *testing.T) {
 	})
 
 	t.Run("after the overlap only the new secret signs", func(t *testing.T) {
-		waitFor(t, "the previous secret to expire in the running walhook", 15*time.Second, func() bool {
+		waitfor.True(t, "the previous secret to expire in the running walhook", 15*time.Second, func() bool {
 			e, ok := s.Router.Table().Get(ep.ID)
 			return ok && e.PreviousSecret == "" && e.Secret == second
 		})

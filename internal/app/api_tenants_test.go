@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/walhook/walhook/internal/config"
 	"github.com/walhook/walhook/internal/pgtest"
+	"github.com/walhook/walhook/internal/waitfor"
 )
 
 const (
@@ -90,7 +91,7 @@ func TestAPITenantsSeeOnlyTheirOwnObjects(t *testing.T) {
 
 	insertTenantEvents(t, db.DSN, "acme", "order.created", 2)
 	insertTenantEvents(t, db.DSN, "globex", "order.created", 3)
-	waitFor(t, "every tenant's deliveries", 10*time.Second, func() bool { return acmeRcv.distinct() == 2 && globexRcv.distinct() == 3 })
+	waitfor.True(t, "every tenant's deliveries", 10*time.Second, func() bool { return acmeRcv.distinct() == 2 && globexRcv.distinct() == 3 })
 	if acmeRcv.bad()+globexRcv.bad() != 0 {
 		t.Fatal("a delivery was not signed with its endpoint's secret")
 	}
@@ -98,7 +99,7 @@ func TestAPITenantsSeeOnlyTheirOwnObjects(t *testing.T) {
 	// Objects of globex, as acme must never see them.
 	// A request can arrive before its delivery's row is committed: wait for
 	// the record.
-	waitFor(t, "every delivery to be recorded as delivered", 10*time.Second, func() bool {
+	waitfor.True(t, "every delivery to be recorded as delivered", 10*time.Second, func() bool {
 		return countStatus(t, s.Store, "delivered") == 5
 	})
 	var gDeliveries pageJSON[deliveryJSON]

@@ -23,6 +23,7 @@ import (
 	"github.com/walhook/walhook/internal/pgtest"
 	"github.com/walhook/walhook/internal/signature"
 	"github.com/walhook/walhook/internal/store"
+	"github.com/walhook/walhook/internal/waitfor"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -126,17 +127,6 @@ func subscribeWith(t *testing.T, cfg *config.Config, s *app.Server, rcv *receive
 	return ep
 }
 
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func start(t *testing.T, cfg *config.Config) *app.Server {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -221,7 +211,7 @@ func TestCommittedEventsArriveSignedAndRolledBackOnesNever(t *testing.T) {
 	insertEvents(t, db.DSN, 20, "user.created", true)   // no subscriber
 	insertEvents(t, db.DSN, 50, "order.paid", true)
 
-	waitFor(t, "100 deliveries recorded as delivered", 20*time.Second, func() bool {
+	waitfor.True(t, "100 deliveries recorded as delivered", 20*time.Second, func() bool {
 		return countStatus(t, s.Store, store.StatusDelivered) == 100
 	})
 	if got := rcv.distinct(); got != 100 {
@@ -272,7 +262,7 @@ func TestFailingReceiverIsRetriedOnSchedule(t *testing.T) {
 	subscribe(t, cfg, s, rcv, rcv.srv.URL, "*")
 	before := time.Now()
 	insertEvents(t, db.DSN, 3, "payment.failed", true)
-	waitFor(t, "3 deliveries retrying", 20*time.Second, func() bool { return countStatus(t, s.Store, store.StatusRetrying) == 3 })
+	waitfor.True(t, "3 deliveries retrying", 20*time.Second, func() bool { return countStatus(t, s.Store, store.StatusRetrying) == 3 })
 	ds, err := s.Store.ListDeliveries(context.Background(), store.DeliveryFilter{Limit: 10})
 	if err != nil {
 		t.Fatal(err)
@@ -314,7 +304,7 @@ func TestRetriesEndDeliveredOrFailed(t *testing.T) {
 		return 0
 	}
 	insertEvents(t, db.DSN, 10, "order.created", true)
-	waitFor(t, "5 delivered and 5 failed", 30*time.Second, func() bool {
+	waitfor.True(t, "5 delivered and 5 failed", 30*time.Second, func() bool {
 		return countStatus(t, s.Store, store.StatusDelivered) == 5 && countStatus(t, s.Store, store.StatusFailed) == 5
 	})
 	var delivered, failed int
@@ -345,14 +335,14 @@ func TestRestartMidStreamLosesNothing(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
-	waitFor(t, "some deliveries before the restart", 10*time.Second, func() bool { return rcv.distinct() > 50 })
+	waitfor.True(t, "some deliveries before the restart", 10*time.Second, func() bool { return rcv.distinct() > 50 })
 	if err := s.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	s = start(t, cfg) // events committed while stopped are streamed on start
 	defer s.Stop()
 	<-done
-	waitFor(t, "every committed event delivered", 30*time.Second, func() bool {
+	waitfor.True(t, "every committed event delivered", 30*time.Second, func() bool {
 		n := countStatus(t, s.Store, store.StatusDelivered)
 		if n != batches*per {
 			var outbox, events int
@@ -388,7 +378,7 @@ func TestBadRowsAreDeadLetteredAndTheStreamMovesOn(t *testing.T) {
 	// The table changes under the stream: the new Relation message must be used.
 	pgtest.Exec(t, db.DSN, `ALTER TABLE webhook_outbox ADD COLUMN extra text`)
 	pgtest.Exec(t, db.DSN, `INSERT INTO webhook_outbox (event_type, payload, extra) VALUES ('order.created', '{"ok":true}', 'x')`)
-	waitFor(t, "the good row delivered after the bad ones", 20*time.Second, func() bool {
+	waitfor.True(t, "the good row delivered after the bad ones", 20*time.Second, func() bool {
 		return countStatus(t, s.Store, store.StatusDelivered) == 1
 	})
 	rows, err := s.Store.Pool().Query(context.Background(), `SELECT reason FROM dead_letters ORDER BY id`)

@@ -13,6 +13,7 @@ import (
 	"github.com/walhook/walhook/internal/manage"
 	"github.com/walhook/walhook/internal/pgtest"
 	"github.com/walhook/walhook/internal/store"
+	"github.com/walhook/walhook/internal/waitfor"
 )
 
 // endpointRow reads an endpoint as stored.
@@ -60,14 +61,14 @@ func TestCircuitBreakerParksDeliveriesUntilAProbeSucceeds(t *testing.T) {
 
 	// Three failures open the circuit; the other deliveries wait without
 	// spending attempts, and probes go out one at a time.
-	waitFor(t, "the circuit to open", 10*time.Second, func() bool { return rcv.requests() >= 4 })
+	waitfor.True(t, "the circuit to open", 10*time.Second, func() bool { return rcv.requests() >= 4 })
 	time.Sleep(time.Second) // a window in which a closed circuit would have sent all 50
 	// 3 failures, then one probe per cooldown (300ms, then 600ms).
 	if n := rcv.requests(); n > 3+6 {
 		t.Fatalf("%d requests reached a failing endpoint; the open circuit should let only probes through", n)
 	}
 	down.Store(false)
-	waitFor(t, "all 50 delivered once the endpoint recovers", 20*time.Second, func() bool {
+	waitfor.True(t, "all 50 delivered once the endpoint recovers", 20*time.Second, func() bool {
 		return countStatus(t, s.Store, store.StatusDelivered) == 50
 	})
 	if n := sumAttempts(t, s); n > 50+10 {
@@ -92,12 +93,12 @@ func TestGoneDisablesTheEndpointAndReenablingResumes(t *testing.T) {
 	}
 	ep := subscribe(t, cfg, s, rcv, rcv.srv.URL, "*")
 	insertEvents(t, db.DSN, 1, "order.created", true)
-	waitFor(t, "the endpoint to be disabled", 10*time.Second, func() bool { return !endpointRow(t, s, ep.ID).Active })
+	waitfor.True(t, "the endpoint to be disabled", 10*time.Second, func() bool { return !endpointRow(t, s, ep.ID).Active })
 	e := endpointRow(t, s, ep.ID)
 	if !strings.Contains(e.DisabledReason, "410") || e.DisabledAt.IsZero() {
 		t.Fatalf("disabled endpoint: reason %q at %v; want the 410 named and a time", e.DisabledReason, e.DisabledAt)
 	}
-	waitFor(t, "the delivery to fail without retries", 5*time.Second, func() bool { return countStatus(t, s.Store, store.StatusFailed) == 1 })
+	waitfor.True(t, "the delivery to fail without retries", 5*time.Second, func() bool { return countStatus(t, s.Store, store.StatusFailed) == 1 })
 
 	// A disabled endpoint gets no new deliveries until re-enabled.
 	insertEvents(t, db.DSN, 1, "order.created", true)
@@ -110,12 +111,12 @@ func TestGoneDisablesTheEndpointAndReenablingResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Wait for the stream to carry the change before the next event.
-	waitFor(t, "the router to see the endpoint enabled", 5*time.Second, func() bool {
+	waitfor.True(t, "the router to see the endpoint enabled", 5*time.Second, func() bool {
 		e, ok := s.Router.Table().Get(ep.ID)
 		return ok && e.Active
 	})
 	insertEvents(t, db.DSN, 1, "order.created", true)
-	waitFor(t, "a delivery after re-enabling", 10*time.Second, func() bool { return countStatus(t, s.Store, store.StatusDelivered) == 1 })
+	waitfor.True(t, "a delivery after re-enabling", 10*time.Second, func() bool { return countStatus(t, s.Store, store.StatusDelivered) == 1 })
 }
 
 func TestEndpointFailingLongerThanDisableAfterIsDisabled(t *testing.T) {
@@ -133,8 +134,8 @@ func TestEndpointFailingLongerThanDisableAfterIsDisabled(t *testing.T) {
 	rcv.fail = func(string, int) int { return http.StatusBadGateway }
 	ep := subscribe(t, cfg, s, rcv, rcv.srv.URL, "*")
 	insertEvents(t, db.DSN, 1, "order.created", true)
-	waitFor(t, "failing_since to be recorded", 5*time.Second, func() bool { return !endpointRow(t, s, ep.ID).FailingSince.IsZero() })
-	waitFor(t, "the endpoint to be disabled", 10*time.Second, func() bool { return !endpointRow(t, s, ep.ID).Active })
+	waitfor.True(t, "failing_since to be recorded", 5*time.Second, func() bool { return !endpointRow(t, s, ep.ID).FailingSince.IsZero() })
+	waitfor.True(t, "the endpoint to be disabled", 10*time.Second, func() bool { return !endpointRow(t, s, ep.ID).Active })
 	if e := endpointRow(t, s, ep.ID); !strings.Contains(e.DisabledReason, "every attempt failed since") {
 		t.Fatalf("reason %q", e.DisabledReason)
 	}
@@ -145,7 +146,7 @@ func TestEndpointFailingLongerThanDisableAfterIsDisabled(t *testing.T) {
 	if _, err := app.Service(cfg, s.Store).SetEndpointActive(context.Background(), ep.ID, nil, true); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the held delivery to be delivered after re-enabling", 10*time.Second, func() bool {
+	waitfor.True(t, "the held delivery to be delivered after re-enabling", 10*time.Second, func() bool {
 		return countStatus(t, s.Store, store.StatusDelivered) == 1
 	})
 	if e := endpointRow(t, s, ep.ID); !e.FailingSince.IsZero() || e.DisabledReason != "" {
@@ -169,7 +170,7 @@ func TestRetryPolicyPerEndpoint(t *testing.T) {
 	subscribeWith(t, cfg, s, lenient, manage.EndpointInput{URL: lenient.srv.URL, Events: []string{"*"}, RetrySchedule: []string{"90m"}})
 	before := time.Now()
 	insertEvents(t, db.DSN, 1, "order.created", true)
-	waitFor(t, "both attempted", 10*time.Second, func() bool {
+	waitfor.True(t, "both attempted", 10*time.Second, func() bool {
 		return countStatus(t, s.Store, store.StatusFailed)+countStatus(t, s.Store, store.StatusRetrying) == 2
 	})
 	ds, err := s.Store.ListDeliveries(context.Background(), store.DeliveryFilter{})
@@ -209,7 +210,7 @@ func TestPausedEndpointHoldsRetriesUntilResumed(t *testing.T) {
 	}
 	ep := subscribe(t, cfg, s, rcv, rcv.srv.URL, "*")
 	insertEvents(t, db.DSN, 3, "order.created", true)
-	waitFor(t, "3 retrying", 5*time.Second, func() bool { return countStatus(t, s.Store, store.StatusRetrying) == 3 })
+	waitfor.True(t, "3 retrying", 5*time.Second, func() bool { return countStatus(t, s.Store, store.StatusRetrying) == 3 })
 	svc := app.Service(cfg, s.Store)
 	if _, err := svc.SetEndpointActive(context.Background(), ep.ID, nil, false); err != nil {
 		t.Fatal(err)
@@ -221,7 +222,7 @@ func TestPausedEndpointHoldsRetriesUntilResumed(t *testing.T) {
 	if _, err := svc.SetEndpointActive(context.Background(), ep.ID, nil, true); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the held retries to be delivered after resuming", 10*time.Second, func() bool {
+	waitfor.True(t, "the held retries to be delivered after resuming", 10*time.Second, func() bool {
 		return countStatus(t, s.Store, store.StatusDelivered) == 3
 	})
 }
@@ -245,7 +246,7 @@ func TestManualRetryAndRecoverRequeueFailedDeliveries(t *testing.T) {
 	}
 	ep := subscribe(t, cfg, s, rcv, rcv.srv.URL, "*")
 	insertEvents(t, db.DSN, 5, "order.created", true)
-	waitFor(t, "5 failed", 10*time.Second, func() bool { return countStatus(t, s.Store, store.StatusFailed) == 5 })
+	waitfor.True(t, "5 failed", 10*time.Second, func() bool { return countStatus(t, s.Store, store.StatusFailed) == 5 })
 	down.Store(false)
 
 	ctx := context.Background()
@@ -258,7 +259,7 @@ func TestManualRetryAndRecoverRequeueFailedDeliveries(t *testing.T) {
 	if err != nil || d.Status != "retrying" || d.MaxAttempts != 2 {
 		t.Fatalf("retry: %+v, %v; want retrying with one more attempt allowed", d, err)
 	}
-	waitFor(t, "the retried delivery to be delivered", 10*time.Second, func() bool { return countStatus(t, s.Store, store.StatusDelivered) == 1 })
+	waitfor.True(t, "the retried delivery to be delivered", 10*time.Second, func() bool { return countStatus(t, s.Store, store.StatusDelivered) == 1 })
 	atts, err := s.Store.ListAttempts(ctx, ds[0].ID)
 	if err != nil || len(atts) != 2 || atts[0].StatusCode != 500 || atts[1].StatusCode != 200 {
 		t.Fatalf("attempts log of the retried delivery = %+v, %v; want 500 then 200", atts, err)
@@ -272,7 +273,7 @@ func TestManualRetryAndRecoverRequeueFailedDeliveries(t *testing.T) {
 	if err != nil || n != 4 {
 		t.Fatalf("recover = %d, %v; want the 4 still failed", n, err)
 	}
-	waitFor(t, "all 5 delivered after recovery", 10*time.Second, func() bool { return countStatus(t, s.Store, store.StatusDelivered) == 5 })
+	waitfor.True(t, "all 5 delivered after recovery", 10*time.Second, func() bool { return countStatus(t, s.Store, store.StatusDelivered) == 5 })
 	if _, err := svc.RetryDelivery(ctx, "msg_nope", nil); err != store.ErrNotFound {
 		t.Fatalf("retry of an unknown id: %v", err)
 	}
@@ -302,7 +303,7 @@ func TestSlowEndpointDoesNotDelayAFastOne(t *testing.T) {
 
 	started := time.Now()
 	insertEvents(t, db.DSN, 2000, "order.created", true)
-	waitFor(t, "the fast endpoint to receive all 2000", time.Minute, func() bool { return fast.distinct() == 2000 })
+	waitfor.True(t, "the fast endpoint to receive all 2000", time.Minute, func() bool { return fast.distinct() == 2000 })
 	took := time.Since(started)
 	t.Logf("fast endpoint: 2000 deliveries in %s while the slow one hung (%d requests reached it)", took, slowHits.Load())
 	// About a second here (3 s under -race); sharing the slow one's fate
@@ -339,7 +340,7 @@ func TestFirstAttemptsFailThenSucceedWithExactAttemptCounts(t *testing.T) {
 	}
 	subscribe(t, cfg, s, rcv, rcv.srv.URL, "*")
 	insertEvents(t, db.DSN, 40, "order.created", true)
-	waitFor(t, "all 40 delivered", 30*time.Second, func() bool { return countStatus(t, s.Store, store.StatusDelivered) == 40 })
+	waitfor.True(t, "all 40 delivered", 30*time.Second, func() bool { return countStatus(t, s.Store, store.StatusDelivered) == 40 })
 
 	rows, err := s.Store.Pool().Query(context.Background(), `SELECT (e.payload->>'n')::int, d.attempts, (SELECT count(*) FROM attempts a WHERE a.delivery_id = d.id)
 		FROM deliveries d JOIN events e ON e.id = d.event_id`)

@@ -25,6 +25,7 @@ import (
 	"github.com/walhook/walhook/internal/route"
 	"github.com/walhook/walhook/internal/signature"
 	"github.com/walhook/walhook/internal/store"
+	"github.com/walhook/walhook/internal/waitfor"
 )
 
 // sink records what the dispatcher decides, with the time of each call.
@@ -200,22 +201,11 @@ func newJob(ep *route.Endpoint, id string) *delivery.Job {
 		EventTime: eventTime, Payload: []byte(`{"id":42}`), Attempt: 1, MaxAttempts: 5}
 }
 
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // waitResult waits for a delivery's result.
 func (b *bundle) waitResult(t *testing.T, id string) delivery.Result {
 	t.Helper()
 	var r delivery.Result
-	waitFor(t, "the result of "+id, 10*time.Second, func() bool {
+	waitfor.True(t, "the result of "+id, 10*time.Second, func() bool {
 		var ok bool
 		r, _, ok = b.sink.result(id)
 		return ok
@@ -764,11 +754,11 @@ func TestConcurrencyCaps(t *testing.T) {
 					b.d.Submit(newJob(ep, id))
 				}
 			}
-			waitFor(t, "the caps to be reached", 10*time.Second, func() bool {
+			waitfor.True(t, "the caps to be reached", 10*time.Second, func() bool {
 				return srv.inFlight() == tt.wantConcurrent && b.d.Queued() == tt.wantQueued
 			})
 			srv.open()
-			waitFor(t, "every job delivered", 10*time.Second, func() bool { return b.sink.resultCount() == len(ids) })
+			waitfor.True(t, "every job delivered", 10*time.Second, func() bool { return b.sink.resultCount() == len(ids) })
 			srv.mu.Lock()
 			defer srv.mu.Unlock()
 			if srv.max != tt.wantConcurrent {
@@ -794,7 +784,7 @@ func TestDuplicateSubmitIsDroppedWhileQueuedOrInFlight(t *testing.T) {
 	ep := newEndpoint(t, "ep_dup", srv.URL)
 
 	b.d.Submit(newJob(ep, "msg_a"))
-	waitFor(t, "msg_a under way", 10*time.Second, func() bool { return srv.hitsOf("msg_a") == 1 })
+	waitfor.True(t, "msg_a under way", 10*time.Second, func() bool { return srv.hitsOf("msg_a") == 1 })
 	b.d.Submit(newJob(ep, "msg_a")) // in flight
 	if q := b.d.Queued(); q != 0 {
 		t.Fatalf("a duplicate of a delivery under way was queued (%d queued)", q)
@@ -808,7 +798,7 @@ func TestDuplicateSubmitIsDroppedWhileQueuedOrInFlight(t *testing.T) {
 		t.Fatalf("%d jobs queued, want msg_b once", q)
 	}
 	srv.open()
-	waitFor(t, "both delivered", 10*time.Second, func() bool { return b.sink.resultCount() == 2 })
+	waitfor.True(t, "both delivered", 10*time.Second, func() bool { return b.sink.resultCount() == 2 })
 	if a, bb := srv.hitsOf("msg_a"), srv.hitsOf("msg_b"); a != 1 || bb != 1 {
 		t.Fatalf("requests: msg_a %d, msg_b %d; want one each", a, bb)
 	}
@@ -818,7 +808,7 @@ func TestDuplicateSubmitIsDroppedWhileQueuedOrInFlight(t *testing.T) {
 
 	// Once finished, the same delivery may be submitted again (a manual re-send).
 	b.d.Submit(newJob(ep, "msg_a"))
-	waitFor(t, "msg_a sent again", 10*time.Second, func() bool { return b.sink.resultsOf("msg_a") == 2 })
+	waitfor.True(t, "msg_a sent again", 10*time.Second, func() bool { return b.sink.resultsOf("msg_a") == 2 })
 	if n := srv.hitsOf("msg_a"); n != 2 {
 		t.Fatalf("msg_a sent %d times, want 2", n)
 	}
@@ -830,7 +820,7 @@ func TestFullQueueParksAndResumesWhenHalfDrained(t *testing.T) {
 	ep := newEndpoint(t, "ep_full", srv.URL)
 
 	b.d.Submit(newJob(ep, "msg_q0"))
-	waitFor(t, "msg_q0 under way", 10*time.Second, func() bool { return srv.hitsOf("msg_q0") == 1 })
+	waitfor.True(t, "msg_q0 under way", 10*time.Second, func() bool { return srv.hitsOf("msg_q0") == 1 })
 	for i := 1; i <= 4; i++ {
 		b.d.Submit(newJob(ep, fmt.Sprintf("msg_q%d", i)))
 	}
@@ -848,12 +838,12 @@ func TestFullQueueParksAndResumesWhenHalfDrained(t *testing.T) {
 	}
 
 	srv.next() // q0 answered; q1 taken: 3 left, more than half
-	waitFor(t, "msg_q1 under way", 10*time.Second, func() bool { return srv.hitsOf("msg_q1") == 1 })
+	waitfor.True(t, "msg_q1 under way", 10*time.Second, func() bool { return srv.hitsOf("msg_q1") == 1 })
 	if r := b.res.of("ep_full"); len(r) != 0 || b.d.Accepting("ep_full") {
 		t.Fatalf("resumed %v with 3 of 4 queued; want no resume before the lane is half empty", r)
 	}
 	srv.next() // q2 taken: 2 left, half
-	waitFor(t, "the parked deliveries resumed", 10*time.Second, func() bool { return len(b.res.of("ep_full")) == 1 })
+	waitfor.True(t, "the parked deliveries resumed", 10*time.Second, func() bool { return len(b.res.of("ep_full")) == 1 })
 	if r := b.res.of("ep_full")[0]; r.n != 0 {
 		t.Fatalf("Resume(%q, %d), want all (0)", r.endpointID, r.n)
 	}
@@ -863,7 +853,7 @@ func TestFullQueueParksAndResumesWhenHalfDrained(t *testing.T) {
 	srv.open()
 	b.d.Submit(newJob(ep, "msg_q5")) // as the scheduler would
 	b.d.Submit(newJob(ep, "msg_q6"))
-	waitFor(t, "all 7 delivered", 10*time.Second, func() bool { return b.sink.resultCount() == 7 })
+	waitfor.True(t, "all 7 delivered", 10*time.Second, func() bool { return b.sink.resultCount() == 7 })
 	for i := 0; i <= 6; i++ {
 		if n := srv.hitsOf(fmt.Sprintf("msg_q%d", i)); n != 1 {
 			t.Errorf("msg_q%d sent %d times", i, n)
@@ -880,7 +870,7 @@ func TestStopRecordsHangingAttemptsAsInterrupted(t *testing.T) {
 	for _, j := range []*delivery.Job{hung1, hung2, queued} {
 		b.d.Submit(j)
 	}
-	waitFor(t, "two attempts hanging", 10*time.Second, func() bool { return srv.inFlight() == 2 })
+	waitfor.True(t, "two attempts hanging", 10*time.Second, func() bool { return srv.inFlight() == 2 })
 
 	const timeout = 300 * time.Millisecond
 	start := time.Now()
@@ -935,7 +925,7 @@ func TestStopWaitsForAttemptsThatFinishInTime(t *testing.T) {
 	b := setup(t, nil)
 	ep := newEndpoint(t, "ep_stop_ok", srv.URL)
 	b.d.Submit(newJob(ep, "msg_s1"))
-	waitFor(t, "the attempt under way", 10*time.Second, func() bool { return srv.inFlight() == 1 })
+	waitfor.True(t, "the attempt under way", 10*time.Second, func() bool { return srv.inFlight() == 1 })
 	done := make(chan struct{})
 	go func() { b.d.Stop(30 * time.Second); close(done) }()
 	srv.next()

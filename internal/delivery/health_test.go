@@ -13,6 +13,7 @@ import (
 
 	"github.com/walhook/walhook/internal/delivery"
 	"github.com/walhook/walhook/internal/store"
+	"github.com/walhook/walhook/internal/waitfor"
 )
 
 // switchServer answers with a status the test changes, and can hold
@@ -54,7 +55,7 @@ func (b *bundle) submitAndWait(t *testing.T, j *delivery.Job) (delivery.Result, 
 	t.Helper()
 	before := b.sink.resultsOf(j.DeliveryID)
 	b.d.Submit(j)
-	waitFor(t, "the result of "+j.DeliveryID, 10*time.Second, func() bool { return b.sink.resultsOf(j.DeliveryID) > before })
+	waitfor.True(t, "the result of "+j.DeliveryID, 10*time.Second, func() bool { return b.sink.resultsOf(j.DeliveryID) > before })
 	r, at, _ := b.sink.result(j.DeliveryID)
 	return r, at
 }
@@ -79,7 +80,7 @@ func TestCircuitBreakerParksThenProbesWithGrowingCooldown(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		b.d.Submit(job(fmt.Sprintf("msg_cb%d", i)))
 	}
-	waitFor(t, "3 failures and 2 parked", 10*time.Second, func() bool {
+	waitfor.True(t, "3 failures and 2 parked", 10*time.Second, func() bool {
 		return b.sink.resultCount() == 3 && len(b.sink.parked()) == 2
 	})
 	if want := [][2]string{{"ep_cb", "msg_cb4"}, {"ep_cb", "msg_cb5"}}; fmt.Sprint(b.sink.parked()) != fmt.Sprint(want) {
@@ -99,7 +100,7 @@ func TestCircuitBreakerParksThenProbesWithGrowingCooldown(t *testing.T) {
 	}
 
 	// After the cooldown one parked delivery is asked for, as the probe.
-	waitFor(t, "a probe to be asked for", 5*time.Second, func() bool { return len(b.res.of("ep_cb")) == 1 })
+	waitfor.True(t, "a probe to be asked for", 5*time.Second, func() bool { return len(b.res.of("ep_cb")) == 1 })
 	r := b.res.of("ep_cb")[0]
 	if gap := r.at.Sub(opened); r.n != 1 || gap < cooldown-slack {
 		t.Fatalf("Resume(n=%d) %s after the circuit opened; want n=1 after %s", r.n, gap, cooldown)
@@ -111,24 +112,24 @@ func TestCircuitBreakerParksThenProbesWithGrowingCooldown(t *testing.T) {
 	}
 	srv.hold.Store(true)
 	b.d.Submit(job("msg_cb4"))
-	waitFor(t, "the probe under way", 10*time.Second, func() bool { return srv.requests() == 4 })
+	waitfor.True(t, "the probe under way", 10*time.Second, func() bool { return srv.requests() == 4 })
 	b.d.Submit(job("msg_cb5")) // only one probe at a time
 	if p := b.sink.parked(); len(p) != 4 || p[3][1] != "msg_cb5" {
 		t.Fatalf("a second job during the probe was not parked: %v", p)
 	}
 	srv.hold.Store(false)
 	srv.release <- struct{}{}
-	waitFor(t, "the probe to fail", 10*time.Second, func() bool { return b.sink.resultsOf("msg_cb4") == 1 })
+	waitfor.True(t, "the probe to fail", 10*time.Second, func() bool { return b.sink.resultsOf("msg_cb4") == 1 })
 	_, probeFailed, _ := b.sink.result("msg_cb4")
 
 	// A failed probe doubles the cooldown...
-	waitFor(t, "a second probe to be asked for", 5*time.Second, func() bool { return len(b.res.of("ep_cb")) == 2 })
+	waitfor.True(t, "a second probe to be asked for", 5*time.Second, func() bool { return len(b.res.of("ep_cb")) == 2 })
 	if gap := b.res.of("ep_cb")[1].at.Sub(probeFailed); gap < 2*cooldown-slack {
 		t.Fatalf("second probe asked for %s after the first failed; want the doubled cooldown %s", gap, 2*cooldown)
 	}
 	_, probeFailed = b.submitAndWait(t, job("msg_cb4"))
 	// ...up to MaxCooldown.
-	waitFor(t, "a third probe to be asked for", 5*time.Second, func() bool { return len(b.res.of("ep_cb")) == 3 })
+	waitfor.True(t, "a third probe to be asked for", 5*time.Second, func() bool { return len(b.res.of("ep_cb")) == 3 })
 	if gap := b.res.of("ep_cb")[2].at.Sub(probeFailed); gap < maxCooldown-slack || gap >= 2*maxCooldown-50*time.Millisecond {
 		t.Fatalf("third probe asked for %s after the second failed; want MaxCooldown %s", gap, maxCooldown)
 	}
@@ -142,7 +143,7 @@ func TestCircuitBreakerParksThenProbesWithGrowingCooldown(t *testing.T) {
 	if res.Delivery.Status != store.StatusDelivered {
 		t.Fatalf("probe result %s", res.Delivery.Status)
 	}
-	waitFor(t, "the parked deliveries released", 5*time.Second, func() bool { return len(b.res.of("ep_cb")) == 4 })
+	waitfor.True(t, "the parked deliveries released", 5*time.Second, func() bool { return len(b.res.of("ep_cb")) == 4 })
 	if r := b.res.of("ep_cb")[3]; r.n != 0 {
 		t.Fatalf("after a successful probe Resume(n=%d), want all (0)", r.n)
 	}

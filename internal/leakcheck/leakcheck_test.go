@@ -8,11 +8,22 @@ import (
 	"github.com/walhook/walhook/internal/leakcheck"
 )
 
-func parkForever(stop <-chan struct{}) { <-stop }
+func parkForever(started chan<- struct{}, stop <-chan struct{}) {
+	close(started)
+	<-stop
+}
+
+// park starts parkForever and returns once it runs: a goroutine not yet
+// started shows in stacks under its creator's name, not its own.
+func park(stop <-chan struct{}) {
+	started := make(chan struct{})
+	go parkForever(started, stop)
+	<-started
+}
 
 func TestLeakedFindsARunningGoroutineAndForgetsAnEndedOne(t *testing.T) {
 	stop := make(chan struct{})
-	go parkForever(stop)
+	park(stop)
 	if got := leakcheck.Leaked(50*time.Millisecond, "leakcheck_test.parkForever"); !strings.Contains(got, "parkForever") {
 		t.Fatalf("a running goroutine was not reported: %q", got)
 	}
@@ -29,7 +40,7 @@ func TestLeakedFindsARunningGoroutineAndForgetsAnEndedOne(t *testing.T) {
 func TestMainFailsAPassingRunThatLeaks(t *testing.T) {
 	stop := make(chan struct{})
 	defer close(stop)
-	go parkForever(stop)
+	park(stop)
 	if code := leakcheck.Main(func() int { return 0 }, 50*time.Millisecond, "leakcheck_test.parkForever"); code != 1 {
 		t.Fatalf("Main = %d for a leaking run, want 1", code)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/walhook/walhook/internal/pgtest"
 	"github.com/walhook/walhook/internal/recorder"
 	"github.com/walhook/walhook/internal/store"
+	"github.com/walhook/walhook/internal/waitfor"
 )
 
 const slot = "walhook_test"
@@ -137,7 +138,7 @@ func (b *bundle) add(t *testing.T, txn *recorder.Txn) {
 
 func (b *bundle) waitDurable(t *testing.T, lsn uint64) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("Durable to reach %d", lsn), 30*time.Second, func() bool { return b.rec.Durable() >= lsn })
+	waitfor.True(t, fmt.Sprintf("Durable to reach %d", lsn), 30*time.Second, func() bool { return b.rec.Durable() >= lsn })
 	if got := b.rec.Durable(); got != lsn {
 		t.Fatalf("Durable = %d, want %d", got, lsn)
 	}
@@ -168,17 +169,6 @@ func (b *bundle) attempts(t *testing.T, id string) []store.Attempt {
 		t.Fatal(err)
 	}
 	return atts
-}
-
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 var now = time.Now().UTC().Truncate(time.Microsecond)
@@ -244,7 +234,7 @@ func lock(t *testing.T, dsn, table string) (release func()) {
 // waitBlocked waits until a write waits for the lock on table.
 func (b *bundle) waitBlocked(t *testing.T, table string) {
 	t.Helper()
-	waitFor(t, "the recorder to wait for the lock on "+table, 10*time.Second, func() bool {
+	waitfor.True(t, "the recorder to wait for the lock on "+table, 10*time.Second, func() bool {
 		var n int
 		err := b.st.Pool().QueryRow(context.Background(), `SELECT count(*) FROM pg_locks
 			WHERE NOT granted AND relation = ('walhook.' || $1)::regclass`, table).Scan(&n)
@@ -391,7 +381,7 @@ func TestResultBeforeTheInsertIsFoldedIntoIt(t *testing.T) {
 		}
 	}
 	// Durable moves before the hand-over to the scheduler: wait for it.
-	waitFor(t, "the retry handed to the scheduler", 10*time.Second, func() bool { return len(b.sched.all()) > 0 })
+	waitfor.True(t, "the retry handed to the scheduler", 10*time.Second, func() bool { return len(b.sched.all()) > 0 })
 	want := []call{{kind: "schedule", id: "d_retry", at: next, stored: "retrying"}}
 	if got := b.sched.all(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("scheduler got %+v, want %+v", got, want)
@@ -408,7 +398,7 @@ func TestResultDuringTheInsertIsAppliedAfterIt(t *testing.T) {
 	next := now.Add(time.Hour)
 	b.rec.Result(result("d1", 1, 503, store.StatusRetrying, next))
 	release()
-	waitFor(t, "d1 scheduled", 10*time.Second, func() bool { return len(b.sched.all()) == 1 })
+	waitfor.True(t, "d1 scheduled", 10*time.Second, func() bool { return len(b.sched.all()) == 1 })
 	if c := b.sched.all()[0]; c.kind != "schedule" || c.id != "d1" || !c.at.Equal(next) || c.stored != "retrying" {
 		t.Fatalf("scheduler got %+v; want d1 at %v once its retrying row is committed", c, next)
 	}
@@ -433,12 +423,12 @@ func TestScheduleAndParkOnlyAfterTheCommit(t *testing.T) {
 		t.Fatalf("handed to the scheduler before the commit: %+v", c)
 	}
 	release()
-	waitFor(t, "the retry and the park handed over", 10*time.Second, func() bool { return len(b.sched.all()) == 2 })
+	waitfor.True(t, "the retry and the park handed over", 10*time.Second, func() bool { return len(b.sched.all()) == 2 })
 
 	// A park recorded with its delivery's insert comes after that commit too.
 	b.add(t, txn(20, "d_new"))
 	b.rec.Park("ep_a", "d_new")
-	waitFor(t, "the park of d_new", 10*time.Second, func() bool { return len(b.sched.all()) == 3 })
+	waitfor.True(t, "the park of d_new", 10*time.Second, func() bool { return len(b.sched.all()) == 3 })
 
 	want := []call{
 		{kind: "schedule", id: "d_retry", at: next, stored: "retrying"},
@@ -568,7 +558,7 @@ func TestStoreOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.add(t, txn(20, "d2")) // accepted: nothing has failed yet
-	waitFor(t, "Add to refuse while the store is down", 30*time.Second, func() bool {
+	waitfor.True(t, "Add to refuse while the store is down", 30*time.Second, func() bool {
 		return errors.Is(b.rec.Add(ctx, &recorder.Txn{}), recorder.ErrUnavailable)
 	})
 	if err := b.rec.Add(ctx, txn(30, "d3")); !errors.Is(err, recorder.ErrUnavailable) {
@@ -617,7 +607,7 @@ func TestStoreOutage(t *testing.T) {
 	}
 	// The result reported during the outage is in the batch after the one
 	// that failed: it follows right after.
-	waitFor(t, "d1's result reported during the outage", 10*time.Second, func() bool {
+	waitfor.True(t, "d1's result reported during the outage", 10*time.Second, func() bool {
 		return b.delivery(t, "d1").Status == store.StatusDelivered
 	})
 	if atts := b.attempts(t, "d1"); len(atts) != 1 || atts[0].StatusCode != 200 {

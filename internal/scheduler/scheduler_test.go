@@ -23,6 +23,7 @@ import (
 	"github.com/walhook/walhook/internal/scheduler"
 	"github.com/walhook/walhook/internal/signature"
 	"github.com/walhook/walhook/internal/store"
+	"github.com/walhook/walhook/internal/waitfor"
 )
 
 type submission struct {
@@ -217,17 +218,6 @@ func (b *bundle) exec(t *testing.T, sql string, args ...any) {
 	}
 }
 
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 func TestLoadIndexesUnfinishedDeliveries(t *testing.T) {
 	b := setup(t, nil)
 	b.endpoint(t, "ep_a", true)
@@ -243,7 +233,7 @@ func TestLoadIndexesUnfinishedDeliveries(t *testing.T) {
 		t.Fatalf("loaded %d (len %d), want the 3 pending or retrying", n, b.sched.Len())
 	}
 	b.run(t)
-	waitFor(t, "the 2 due deliveries", 10*time.Second, func() bool { return len(b.sub.submitted()) == 2 })
+	waitfor.True(t, "the 2 due deliveries", 10*time.Second, func() bool { return len(b.sub.submitted()) == 2 })
 	got := map[string]*delivery.Job{}
 	for _, s := range b.sub.submitted() {
 		got[s.job.DeliveryID] = s.job
@@ -298,7 +288,7 @@ func TestDueDeliveriesAreReleasedOnTimeNeverEarly(t *testing.T) {
 	for _, id := range []string{"d_scheduled1", "d_scheduled2"} {
 		b.sched.Schedule(id, due[id])
 	}
-	waitFor(t, "4 releases", 10*time.Second, func() bool { return len(b.sub.submitted()) == 4 })
+	waitfor.True(t, "4 releases", 10*time.Second, func() bool { return len(b.sub.submitted()) == 4 })
 	subs := b.sub.submitted()
 	for i, s := range subs {
 		id := s.job.DeliveryID
@@ -348,7 +338,7 @@ func TestStaleEntriesAreSkipped(t *testing.T) {
 	b.sched.Schedule("d_sooner", soon)
 
 	b.run(t)
-	waitFor(t, "the sentinel and the rescheduled delivery", 10*time.Second, func() bool {
+	waitfor.True(t, "the sentinel and the rescheduled delivery", 10*time.Second, func() bool {
 		return b.sub.count("d_sentinel") == 1 && b.sub.count("d_sooner") == 1
 	})
 	for _, s := range b.sub.submitted() {
@@ -380,7 +370,7 @@ func TestRateBoundsTheOverdueBacklog(t *testing.T) {
 	b.load(t)
 	start := time.Now()
 	b.run(t)
-	waitFor(t, "the whole backlog", 20*time.Second, func() bool { return len(b.sub.submitted()) == backlog })
+	waitfor.True(t, "the whole backlog", 20*time.Second, func() bool { return len(b.sub.submitted()) == backlog })
 	subs := b.sub.submitted()
 	sort.Slice(subs, func(i, j int) bool { return subs[i].at.Before(subs[j].at) })
 	const slack = 100 * time.Millisecond
@@ -424,7 +414,7 @@ func TestParkHoldsUntilTheEndpointCanTake(t *testing.T) {
 		b.endpoint(t, "ep_"+id, true)
 		due(id)
 		b.sched.Schedule(id, past)
-		waitFor(t, id, 10*time.Second, func() bool { return b.sub.count(id) == 1 })
+		waitfor.True(t, id, 10*time.Second, func() bool { return b.sub.count(id) == 1 })
 	}
 
 	t.Run("not accepting: held until Resume", func(t *testing.T) {
@@ -438,7 +428,7 @@ func TestParkHoldsUntilTheEndpointCanTake(t *testing.T) {
 		}
 		b.sub.refuse("ep_p1", false)
 		b.sched.Resume("ep_p1", 0)
-		waitFor(t, "p1 released", 10*time.Second, func() bool { return b.sub.count("p1") == 1 })
+		waitfor.True(t, "p1 released", 10*time.Second, func() bool { return b.sub.count("p1") == 1 })
 		if b.sched.Parked() != 0 {
 			t.Fatalf("%d still parked", b.sched.Parked())
 		}
@@ -454,7 +444,7 @@ func TestParkHoldsUntilTheEndpointCanTake(t *testing.T) {
 		}
 		b.endpoint(t, "ep_p2", true)
 		b.sched.EndpointChanged("ep_p2")
-		waitFor(t, "p2 released", 10*time.Second, func() bool { return b.sub.count("p2") == 1 })
+		waitfor.True(t, "p2 released", 10*time.Second, func() bool { return b.sub.count("p2") == 1 })
 	})
 	t.Run("an endpoint that can take it gets it at once", func(t *testing.T) {
 		b.endpoint(t, "ep_p3", true)
@@ -463,7 +453,7 @@ func TestParkHoldsUntilTheEndpointCanTake(t *testing.T) {
 		if n := b.sched.Parked(); n != 0 {
 			t.Fatalf("%d parked", n)
 		}
-		waitFor(t, "p3 released", 10*time.Second, func() bool { return b.sub.count("p3") == 1 })
+		waitfor.True(t, "p3 released", 10*time.Second, func() bool { return b.sub.count("p3") == 1 })
 	})
 	t.Run("Resume(n) releases n", func(t *testing.T) {
 		b.endpoint(t, "ep_p4", true)
@@ -474,25 +464,25 @@ func TestParkHoldsUntilTheEndpointCanTake(t *testing.T) {
 			b.sched.Park("ep_p4", id)
 		}
 		b.sched.Resume("ep_p4", 1)
-		waitFor(t, "one released", 10*time.Second, func() bool { return b.sub.count("p4a") == 1 })
+		waitfor.True(t, "one released", 10*time.Second, func() bool { return b.sub.count("p4a") == 1 })
 		flush(t)
 		if n := b.sched.Parked(); n != 2 || b.sub.count("p4b")+b.sub.count("p4c") != 0 {
 			t.Fatalf("after Resume(1): %d parked, released %v", n, b.sub.ids())
 		}
 		b.sched.Resume("ep_p4", 0)
-		waitFor(t, "the rest released", 10*time.Second, func() bool { return b.sub.count("p4b") == 1 && b.sub.count("p4c") == 1 })
+		waitfor.True(t, "the rest released", 10*time.Second, func() bool { return b.sub.count("p4b") == 1 && b.sub.count("p4c") == 1 })
 	})
 	t.Run("a due delivery of a paused endpoint is parked, not sent", func(t *testing.T) {
 		b.endpoint(t, "ep_p5", false)
 		due("p5")
 		b.sched.Schedule("p5", past)
-		waitFor(t, "p5 parked", 10*time.Second, func() bool { return b.sched.Parked() == 1 })
+		waitfor.True(t, "p5 parked", 10*time.Second, func() bool { return b.sched.Parked() == 1 })
 		if n := b.sub.count("p5"); n != 0 {
 			t.Fatalf("sent %d times to a paused endpoint", n)
 		}
 		b.endpoint(t, "ep_p5", true)
 		b.sched.EndpointChanged("ep_p5")
-		waitFor(t, "p5 released", 10*time.Second, func() bool { return b.sub.count("p5") == 1 })
+		waitfor.True(t, "p5 released", 10*time.Second, func() bool { return b.sub.count("p5") == 1 })
 	})
 	if n := b.sink.count(); n != 0 {
 		t.Fatalf("results recorded: %+v", b.sink.all())
@@ -520,7 +510,7 @@ func TestDeletedEndpointsDeliveryFailsWithoutAnAttempt(t *testing.T) {
 		attempts int
 	}{{"d_gone_due", 2}, {"d_gone_parked", 0}} {
 		var d *store.Delivery
-		waitFor(t, tt.id+" failed", 10*time.Second, func() bool {
+		waitfor.True(t, tt.id+" failed", 10*time.Second, func() bool {
 			var err error
 			d, err = b.st.GetDelivery(context.Background(), tt.id)
 			return err == nil && d.Status == store.StatusFailed
@@ -554,13 +544,13 @@ func TestRescanFindsRequeuedDeliveries(t *testing.T) {
 	// Re-queued in the store only: the wheel does not know it until a rescan.
 	b.exec(t, `UPDATE deliveries SET next_retry_at = now() WHERE id = 'd_sentinel'`)
 	b.sched.Schedule("d_sentinel", time.Now())
-	waitFor(t, "the sentinel", 10*time.Second, func() bool { return b.sub.count("d_sentinel") == 1 })
+	waitfor.True(t, "the sentinel", 10*time.Second, func() bool { return b.sub.count("d_sentinel") == 1 })
 	if n := b.sub.count("d_failed"); n != 0 {
 		t.Fatalf("re-queued delivery released %d times before any rescan", n)
 	}
 	b.exec(t, `UPDATE deliveries SET status = 'delivered', next_retry_at = NULL WHERE id = 'd_sentinel'`) // as its result would
 	b.sched.Rescan()
-	waitFor(t, "the re-queued delivery", 10*time.Second, func() bool { return b.sub.count("d_failed") == 1 })
+	waitfor.True(t, "the re-queued delivery", 10*time.Second, func() bool { return b.sub.count("d_failed") == 1 })
 	for _, s := range b.sub.submitted() {
 		if j := s.job; j.DeliveryID == "d_failed" && (j.Attempt != 6 || j.MaxAttempts != 6) {
 			t.Fatalf("re-queued job attempt %d of %d, want one more: 6 of 6", j.Attempt, j.MaxAttempts)
@@ -603,7 +593,7 @@ func TestParkArrivingAfterTheCooldownIsReleasedAsTheProbe(t *testing.T) {
 	// One failure opens the circuit; nothing is parked in the scheduler when
 	// the cooldown ends, so the probe Resume finds nothing to release.
 	disp.Submit(&delivery.Job{DeliveryID: "d_first", Endpoint: ep, EventType: "order.created", Payload: []byte(`{}`), Attempt: 1, MaxAttempts: 10})
-	waitFor(t, "the circuit to be half-open", 10*time.Second, func() bool { return disp.Circuits()["ep_cb"] == "half-open" })
+	waitfor.True(t, "the circuit to be half-open", 10*time.Second, func() bool { return disp.Circuits()["ep_cb"] == "half-open" })
 
 	// A delivery the dispatcher parked while the circuit was open reaches the
 	// scheduler only now (the recorder forwards parks after its commit).
@@ -634,7 +624,7 @@ func TestRescanFindsRowsDueByTheDatabaseClock(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.sched.Rescan()
-	waitFor(t, "the re-queued delivery (due by the database's clock a second ahead)", 5*time.Second, func() bool {
+	waitfor.True(t, "the re-queued delivery (due by the database's clock a second ahead)", 5*time.Second, func() bool {
 		return b.sub.count("d_failed") == 1
 	})
 }
