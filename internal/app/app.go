@@ -202,7 +202,8 @@ func (s *Server) start(ctx context.Context, dsn string) error {
 		Breaker: delivery.Breaker{Failures: cb.Failures, Cooldown: cb.Cooldown, MaxCooldown: cb.MaxCooldown},
 		Network: netguard.Policy{AllowPrivate: cfg.Delivery.AllowPrivateNetworks}, Logger: log, Metrics: m,
 	}, rec)
-	sched = scheduler.New(scheduler.Options{Store: st, Router: router, Dispatcher: disp, Sink: rec, Logger: log, Metrics: m})
+	sched = scheduler.New(scheduler.Options{Store: st, Router: router, Dispatcher: disp, Sink: rec,
+		Window: cfg.Delivery.QueueLimit, Logger: log, Metrics: m})
 	metrics.EndpointStates(reg, func() map[string]int { return endpointStates(router.Table(), disp.Circuits()) })
 	loaded, err := sched.Load(ctx)
 	if err != nil {
@@ -339,6 +340,7 @@ type schedulerRef struct{ s **scheduler.Scheduler }
 func (r schedulerRef) Schedule(id string, at time.Time)   { (*r.s).Schedule(id, at) }
 func (r schedulerRef) Park(endpointID, deliveryID string) { (*r.s).Park(endpointID, deliveryID) }
 func (r schedulerRef) Resume(endpointID string, n int)    { (*r.s).Resume(endpointID, n) }
+func (r schedulerRef) Parked() int                        { return (*r.s).Parked() }
 
 // endpointStates counts endpoints by state for walhook_endpoints.
 func endpointStates(t *route.Table, circuits map[string]string) map[string]int {

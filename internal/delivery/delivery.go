@@ -8,7 +8,15 @@
 // endpoint fills only its own lane, so it never delays other endpoints nor
 // the replication stream (Submit never blocks). A lane holds at most
 // QueueLimit jobs; beyond that, deliveries are parked by id (their payloads
-// leave memory) and come back through the scheduler when the lane drains.
+// leave memory), and the lane pulls them back through the scheduler, as
+// much as it has room for, each time it is half empty.
+//
+// The stream submits through Offer, which holds it back while the lane
+// already has its soft limit of jobs (a few per in-flight slot): a burst
+// then waits in the WAL, where it costs nothing, instead of being written
+// to the store and read back. A lane that makes no room for StreamWait is
+// overloaded (its endpoint is slow, not busy): the stream stops waiting for
+// it, and it queues up to QueueLimit and parks the rest, until it drains.
 //
 // Each endpoint also has a circuit breaker: after Breaker.Failures
 // consecutive failed attempts its deliveries are parked without spending
@@ -22,11 +30,10 @@
 package delivery
 
 import (
-	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -79,10 +86,14 @@ type Sink interface {
 	Health(store.EndpointHealth)
 }
 
-// Resumer releases parked deliveries of an endpoint (at most n; n <= 0: all)
-// when it can take them again.
+// Resumer releases parked deliveries of an endpoint, oldest first, when it
+// can take them again: at most n (n <= 0: a lane's worth), minus those
+// already on their way.
 type Resumer interface {
 	Resume(endpointID string, n int)
+	// Parked is how many deliveries are parked, over all endpoints; it
+	// must be cheap, it is asked at every job while a lane has room.
+	Parked() int
 }
 
 // Breaker configures the per-endpoint circuit breaker.
@@ -101,6 +112,12 @@ type Options struct {
 	UserAgent        string
 	// QueueLimit bounds the jobs waiting in one endpoint's lane.
 	QueueLimit int
+	// SoftLimit is the lane length at which Offer waits for room (0: 32
+	// per in-flight slot, at least 256, at most QueueLimit).
+	SoftLimit int
+	// StreamWait is how long Offer waits for room before it declares the
+	// lane overloaded (0: 250ms).
+	StreamWait time.Duration
 	Breaker    Breaker
 	// DisableAfter disables an endpoint failing for this long; 0: never.
 	DisableAfter time.Duration
@@ -108,6 +125,9 @@ type Options struct {
 	Policy  retry.Policy
 	Resumer Resumer
 	Network netguard.Policy
+	// TLS is the base TLS configuration for https endpoints (nil: the
+	// system's roots, TLS 1.2 at least); tests set their own roots.
+	TLS     *tls.Config
 	Logger  *slog.Logger
 	Metrics *metrics.Metrics
 	Now     func() time.Time
@@ -117,12 +137,14 @@ type Options struct {
 type Dispatcher struct {
 	opts   Options
 	sink   Sink
-	client *http.Client
+	client *poster
 	sem    chan struct{}
 	log    *slog.Logger
 	m      *metrics.Metrics
 
 	mu      sync.Mutex
+	room    *sync.Cond // broadcast when a lane's length drops below SoftLimit
+	waiting int        // Offers waiting on room
 	lanes   map[string]*lane
 	health  map[string]*health
 	slots   map[string]time.Time // rate-limited endpoints: when the next request may start
@@ -140,7 +162,9 @@ type lane struct {
 	queue   []*Job
 	head    int
 	running int
-	spilled bool // deliveries were parked because the queue was full
+	// overloaded: it made no room for StreamWait, so Offer does not wait
+	// for it until it has drained to half the soft limit.
+	overloaded bool
 }
 
 func (l *lane) len() int { return len(l.queue) - l.head }
@@ -159,26 +183,22 @@ func New(opts Options, sink Sink) *Dispatcher {
 	if opts.QueueLimit <= 0 {
 		opts.QueueLimit = 10000
 	}
+	if opts.SoftLimit <= 0 {
+		opts.SoftLimit = max(32*opts.EndpointInflight, 256)
+	}
+	opts.SoftLimit = min(opts.SoftLimit, opts.QueueLimit)
+	if opts.StreamWait <= 0 {
+		opts.StreamWait = 250 * time.Millisecond
+	}
 	if opts.Resumer == nil {
 		opts.Resumer = noResumer{}
 	}
 	dialer := &net.Dialer{Timeout: opts.Timeout, KeepAlive: 30 * time.Second}
-	transport := &http.Transport{
-		Proxy:                 nil, // a proxy would make the dial-time address check vet the proxy instead
-		DialContext:           opts.Network.DialContext(dialer),
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          opts.Workers,
-		MaxIdleConnsPerHost:   opts.EndpointInflight,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   opts.Timeout,
-		ExpectContinueTimeout: time.Second,
-		ResponseHeaderTimeout: opts.Timeout,
-	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Dispatcher{
+	d := &Dispatcher{
 		opts:   opts,
 		sink:   sink,
-		client: &http.Client{Transport: transport, CheckRedirect: netguard.NoRedirects},
+		client: newPoster(opts.Network.DialContext(dialer), opts.TLS, opts.EndpointInflight),
 		sem:    make(chan struct{}, opts.Workers),
 		log:    opts.Logger,
 		m:      opts.Metrics,
@@ -189,6 +209,8 @@ func New(opts Options, sink Sink) *Dispatcher {
 		cancel: cancel,
 		rnd:    rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
+	d.room = sync.NewCond(&d.mu)
+	return d
 }
 
 // pace waits, for an endpoint with a rate limit, until its next request may
@@ -223,6 +245,7 @@ func (d *Dispatcher) pace(j *Job) bool {
 type noResumer struct{}
 
 func (noResumer) Resume(string, int) {}
+func (noResumer) Parked() int        { return 0 }
 
 // Submit queues a job on its endpoint's lane; it never blocks. A delivery
 // already queued or under way is not queued twice. A job its endpoint cannot
@@ -236,15 +259,8 @@ func (d *Dispatcher) Submit(j *Job) {
 		d.mu.Unlock()
 		return
 	}
-	l := d.lanes[id]
-	if l == nil {
-		l = &lane{}
-		d.lanes[id] = l
-	}
+	l := d.laneOf(id)
 	if l.len() >= d.opts.QueueLimit || !d.health[id].admit(j) {
-		if l.len() >= d.opts.QueueLimit {
-			l.spilled = true
-		}
 		d.mu.Unlock()
 		d.sink.Park(id, j.DeliveryID)
 		return
@@ -257,6 +273,60 @@ func (d *Dispatcher) Submit(j *Job) {
 		go d.work(id, l)
 	}
 	d.mu.Unlock()
+}
+
+// Offer submits a job from the stream. While the job's lane holds its soft
+// limit of jobs it first waits for room, up to StreamWait; a lane that
+// makes none in that time is marked overloaded and not waited for again
+// until it drains. Jobs its endpoint will not take now (circuit open) are
+// not waited for: they are parked. It fails only when ctx ends.
+func (d *Dispatcher) Offer(ctx context.Context, j *Job) error {
+	d.mu.Lock()
+	l := d.lanes[j.Endpoint.ID]
+	if l == nil || l.overloaded || l.len() < d.opts.SoftLimit || d.stopped || !d.health[j.Endpoint.ID].closed() {
+		d.mu.Unlock()
+		d.Submit(j)
+		return nil
+	}
+	// cond.Wait cannot watch a deadline or ctx: their ends wake it.
+	var expired atomic.Bool
+	wake := func() {
+		d.mu.Lock()
+		d.room.Broadcast()
+		d.mu.Unlock()
+	}
+	t := time.AfterFunc(d.opts.StreamWait, func() { expired.Store(true); wake() })
+	stop := context.AfterFunc(ctx, wake)
+	d.waiting++
+	for l.len() >= d.opts.SoftLimit && !l.overloaded && !d.stopped && ctx.Err() == nil {
+		if expired.Load() {
+			l.overloaded = true
+			d.log.Info("endpoint is overloaded: its queue made no room; the stream goes on without waiting for it",
+				"endpoint_id", j.Endpoint.ID, "queued", l.len(), "waited", d.opts.StreamWait)
+			break
+		}
+		d.room.Wait()
+		l = d.laneOf(j.Endpoint.ID)
+	}
+	d.waiting--
+	d.mu.Unlock()
+	t.Stop()
+	stop()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	d.Submit(j)
+	return nil
+}
+
+// laneOf returns the endpoint's lane, made if needed; under d.mu.
+func (d *Dispatcher) laneOf(endpointID string) *lane {
+	l := d.lanes[endpointID]
+	if l == nil {
+		l = &lane{}
+		d.lanes[endpointID] = l
+	}
+	return l
 }
 
 // Queued returns how many jobs wait in lanes (not yet started).
@@ -289,19 +359,24 @@ func (d *Dispatcher) work(endpointID string, l *lane) {
 		if l.len() == 0 {
 			l.queue, l.head = l.queue[:0], 0
 		}
+		if d.waiting > 0 && l.len() == d.opts.SoftLimit-1 {
+			d.room.Broadcast()
+		}
+		if l.overloaded && l.len() <= d.opts.SoftLimit/2 {
+			l.overloaded = false
+		}
 		// Jobs queued before the circuit opened wait like the rest.
 		park := !d.health[endpointID].admit(j)
 		if park {
 			d.active.Delete(j.DeliveryID)
 		}
-		// A spilled lane takes parked deliveries back once half empty.
-		resume := l.spilled && l.len() <= d.opts.QueueLimit/2
-		if resume {
-			l.spilled = false
-		}
+		// A half-empty lane pulls parked deliveries back (those parked
+		// because it was full, or released after its circuit closed).
+		room := d.opts.QueueLimit - l.len()
+		pull := !park && room >= d.opts.QueueLimit/2 && d.opts.Resumer.Parked() > 0
 		d.mu.Unlock()
-		if resume {
-			d.opts.Resumer.Resume(endpointID, 0)
+		if pull {
+			d.opts.Resumer.Resume(endpointID, room)
 		}
 		if park {
 			d.sink.Park(endpointID, j.DeliveryID)
@@ -319,7 +394,7 @@ func (d *Dispatcher) work(endpointID string, l *lane) {
 		res := d.attempt(j)
 		<-d.sem
 		var changes []store.EndpointHealth
-		resume = false
+		var resume bool
 		if !res.interrupted {
 			changes, resume = d.observe(j, &res.Attempt, res.Delivery.UpdatedAt)
 		}
@@ -340,6 +415,7 @@ func (d *Dispatcher) work(endpointID string, l *lane) {
 func (d *Dispatcher) Stop(timeout time.Duration) {
 	d.mu.Lock()
 	d.stopped = true
+	d.room.Broadcast()
 	d.mu.Unlock()
 	done := make(chan struct{})
 	go func() { d.wg.Wait(); close(done) }()
@@ -355,7 +431,7 @@ func (d *Dispatcher) Stop(timeout time.Duration) {
 		d.forget(id, h)
 	}
 	d.mu.Unlock()
-	d.client.CloseIdleConnections()
+	d.client.closeIdle(true)
 }
 
 // Envelope builds the request body {"type","timestamp","data"} around the
@@ -396,33 +472,24 @@ func (d *Dispatcher) attempt(j *Job) outcome {
 	ep := j.Endpoint
 	body := Envelope(j.EventType, j.EventTime, j.Payload)
 	start := d.opts.Now()
-	ctx, cancel := context.WithTimeout(d.ctx, d.opts.Timeout)
-	defer cancel()
 
 	att := store.Attempt{DeliveryID: j.DeliveryID, Attempt: j.Attempt, EndpointID: ep.ID, StartedAt: start}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(body))
-	var resp *http.Response
-	if err == nil {
-		for k, v := range ep.Headers {
-			req.Header.Set(k, v)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("User-Agent", d.opts.UserAgent)
-		req.Header.Set("X-Webhook-Event", j.EventType)
-		ep.Signer.Sign(j.DeliveryID, start, body).SetHeaders(req.Header)
-		d.m.InFlight.Inc()
-		resp, err = d.client.Do(req)
-		d.m.InFlight.Dec()
-	}
+	var hs [9][2]string
+	headers := append(hs[:0], [2]string{"Content-Type", "application/json"},
+		[2]string{"User-Agent", d.opts.UserAgent}, [2]string{"X-Webhook-Event", j.EventType})
+	headers = ep.Signer.Sign(j.DeliveryID, start, body).AppendHeaders(headers)
+	d.m.InFlight.Inc()
+	ans, err := d.client.post(d.ctx, &request{url: ep.URL, headers: headers, extra: ep.Headers, body: body,
+		limit: d.opts.BodyLimit, deadline: time.Now().Add(d.opts.Timeout)}) // the real clock: Now may be a test's
+	d.m.InFlight.Dec()
 	var retryAfter time.Duration
 	var interrupted bool
 	class := metrics.Class2xx
 	if err == nil {
-		att.StatusCode = resp.StatusCode
-		att.Response = readSnippet(resp.Body, d.opts.BodyLimit)
-		resp.Body.Close()
-		retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), start)
-		class = statusClass(resp.StatusCode)
+		att.StatusCode = ans.status
+		att.Response = ans.snippet
+		retryAfter = parseRetryAfter(ans.retryAfter, start)
+		class = statusClass(ans.status)
 	} else if d.ctx.Err() != nil {
 		interrupted = true
 		att.Error = "interrupted: walhook shut down during the attempt"
@@ -475,18 +542,6 @@ func (d *Dispatcher) attempt(j *Job) outcome {
 		}
 	}
 	return outcome{Result: Result{Delivery: del, Attempt: att}, interrupted: interrupted}
-}
-
-// readSnippet keeps the first limit characters of a body and drains a bounded
-// rest so the connection can be reused.
-func readSnippet(r io.Reader, limit int) string {
-	buf, _ := io.ReadAll(io.LimitReader(r, int64(limit)*utf8.UTFMax))
-	_, _ = io.CopyN(io.Discard, r, 64<<10)
-	s := strings.ToValidUTF8(string(buf), "\uFFFD")
-	if utf8.RuneCountInString(s) > limit {
-		s = string([]rune(s)[:limit])
-	}
-	return s
 }
 
 func parseRetryAfter(v string, now time.Time) time.Duration {

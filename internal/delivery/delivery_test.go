@@ -2,6 +2,7 @@ package delivery_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -110,11 +112,15 @@ type resumeCall struct {
 	at         time.Time
 }
 
-// resumer records Resume calls; the test plays the scheduler's part.
+// resumer records Resume calls; the test plays the scheduler's part,
+// including how many deliveries it holds parked.
 type resumer struct {
-	mu    sync.Mutex
-	calls []resumeCall
+	mu     sync.Mutex
+	calls  []resumeCall
+	parked atomic.Int64
 }
+
+func (r *resumer) Parked() int { return int(r.parked.Load()) }
 
 func (r *resumer) Resume(endpointID string, n int) {
 	r.mu.Lock()
@@ -824,8 +830,8 @@ func TestFullQueueParksAndResumesWhenHalfDrained(t *testing.T) {
 	for i := 1; i <= 4; i++ {
 		b.d.Submit(newJob(ep, fmt.Sprintf("msg_q%d", i)))
 	}
-	if q, acc := b.d.Queued(), b.d.Accepting("ep_full"); q != 4 || !acc {
-		t.Fatalf("queued %d, accepting %v; want a full queue of 4 still accepting", q, acc)
+	if q, acc := b.d.Queued(), b.d.Accepting("ep_full"); q != 4 || acc {
+		t.Fatalf("queued %d, accepting %v; want a full queue of 4, not accepting parked ones", q, acc)
 	}
 	b.d.Submit(newJob(ep, "msg_q5"))
 	b.d.Submit(newJob(ep, "msg_q6"))
@@ -833,9 +839,7 @@ func TestFullQueueParksAndResumesWhenHalfDrained(t *testing.T) {
 	if p := b.sink.parked(); fmt.Sprint(p) != fmt.Sprint(want) {
 		t.Fatalf("parked %v, want %v", p, want)
 	}
-	if q, acc := b.d.Queued(), b.d.Accepting("ep_full"); q != 4 || acc {
-		t.Fatalf("queued %d, accepting %v; want 4 queued and not accepting", q, acc)
-	}
+	b.res.parked.Store(2) // the scheduler holds them now
 
 	srv.next() // q0 answered; q1 taken: 3 left, more than half
 	waitfor.True(t, "msg_q1 under way", 10*time.Second, func() bool { return srv.hitsOf("msg_q1") == 1 })
@@ -844,8 +848,8 @@ func TestFullQueueParksAndResumesWhenHalfDrained(t *testing.T) {
 	}
 	srv.next() // q2 taken: 2 left, half
 	waitfor.True(t, "the parked deliveries resumed", 10*time.Second, func() bool { return len(b.res.of("ep_full")) == 1 })
-	if r := b.res.of("ep_full")[0]; r.n != 0 {
-		t.Fatalf("Resume(%q, %d), want all (0)", r.endpointID, r.n)
+	if r := b.res.of("ep_full")[0]; r.n != 2 {
+		t.Fatalf("Resume(%q, %d), want the room left in the lane (2)", r.endpointID, r.n)
 	}
 	if !b.d.Accepting("ep_full") {
 		t.Fatal("not accepting after resuming")
@@ -994,4 +998,82 @@ func TestRateLimitSpacesAnEndpointsRequests(t *testing.T) {
 	if span := times[len(times)-1].Sub(times[0]); len(times) != 10 || span < 8*50*time.Millisecond {
 		t.Fatalf("%d requests over %s; rate_limit 20/s spaces 10 requests over about 450ms", len(times), span)
 	}
+}
+
+func TestOfferHoldsTheStreamBackWhileTheLaneIsFullOfWork(t *testing.T) {
+	t.Run("waits for room, then queues", func(t *testing.T) {
+		srv := newHeldServer(t)
+		b := setup(t, func(o *delivery.Options) {
+			o.EndpointInflight, o.QueueLimit, o.SoftLimit, o.StreamWait = 1, 100, 2, time.Minute
+		})
+		ep := newEndpoint(t, "ep_offer", srv.URL)
+		ctx := context.Background()
+		for i := range 3 { // one under way, two queued: the soft limit
+			if err := b.d.Offer(ctx, newJob(ep, fmt.Sprintf("msg_o%d", i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitfor.True(t, "msg_o0 under way", 10*time.Second, func() bool { return srv.hitsOf("msg_o0") == 1 })
+		done := make(chan error, 1)
+		go func() { done <- b.d.Offer(ctx, newJob(ep, "msg_o3")) }()
+		select {
+		case err := <-done:
+			t.Fatalf("Offer returned (%v) while the lane held its soft limit", err)
+		case <-time.After(200 * time.Millisecond):
+		}
+		srv.next() // msg_o0 answered, msg_o1 taken: room for one
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Offer still waiting after the lane made room")
+		}
+		srv.open()
+		waitfor.True(t, "all 4 delivered", 10*time.Second, func() bool { return b.sink.resultCount() == 4 })
+		if p := b.sink.parked(); len(p) != 0 {
+			t.Fatalf("parked %v; a lane making room parks nothing", p)
+		}
+	})
+	t.Run("a lane that makes no room is overloaded and not waited for", func(t *testing.T) {
+		srv := newHeldServer(t)
+		b := setup(t, func(o *delivery.Options) {
+			o.EndpointInflight, o.QueueLimit, o.SoftLimit, o.StreamWait = 1, 4, 2, 50*time.Millisecond
+		})
+		ep := newEndpoint(t, "ep_slow", srv.URL)
+		ctx := context.Background()
+		start := time.Now()
+		for i := range 8 {
+			if err := b.d.Offer(ctx, newJob(ep, fmt.Sprintf("msg_s%d", i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// One wait of StreamWait at most, then the lane fills to its
+		// limit and the rest is parked.
+		if took := time.Since(start); took > 5*time.Second {
+			t.Fatalf("8 offers took %s", took)
+		}
+		if q, p := b.d.Queued(), len(b.sink.parked()); q+p < 7 || p == 0 {
+			t.Fatalf("queued %d, parked %d; want the lane full and the rest parked", q, p)
+		}
+	})
+	t.Run("ends with its context", func(t *testing.T) {
+		srv := newHeldServer(t)
+		b := setup(t, func(o *delivery.Options) {
+			o.EndpointInflight, o.QueueLimit, o.SoftLimit, o.StreamWait = 1, 100, 1, time.Minute
+		})
+		ep := newEndpoint(t, "ep_ctx", srv.URL)
+		for i := range 2 {
+			if err := b.d.Offer(context.Background(), newJob(ep, fmt.Sprintf("msg_c%d", i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitfor.True(t, "msg_c0 under way", 10*time.Second, func() bool { return srv.hitsOf("msg_c0") == 1 })
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		if err := b.d.Offer(ctx, newJob(ep, "msg_c2")); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Offer = %v, want the context's error", err)
+		}
+	})
 }

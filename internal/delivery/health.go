@@ -47,6 +47,10 @@ func (h *health) admit(j *Job) bool {
 	}
 }
 
+// closed reports whether attempts flow freely (no failing run has opened
+// the circuit); under d.mu.
+func (h *health) closed() bool { return h == nil || h.state == closed }
+
 // healthOf returns the endpoint's health, created from its recorded state.
 func (d *Dispatcher) healthOf(j *Job) *health {
 	h := d.health[j.Endpoint.ID]
@@ -175,7 +179,8 @@ func (d *Dispatcher) EndpointChanged(e *store.Endpoint, oldURL string) {
 }
 
 // Accepting reports whether the endpoint takes deliveries now: its circuit
-// is closed and its queue has room. Parked deliveries wait while it does not.
+// is closed and its queue is at most half full. Parked deliveries wait
+// while it does not.
 func (d *Dispatcher) Accepting(endpointID string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -185,7 +190,7 @@ func (d *Dispatcher) Accepting(endpointID string) bool {
 		return false
 	}
 	l := d.lanes[endpointID]
-	return l == nil || !l.spilled
+	return l == nil || l.len() <= d.opts.QueueLimit/2
 }
 
 // Circuits returns the endpoints whose circuit is not closed, with its state.

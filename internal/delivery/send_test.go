@@ -35,7 +35,7 @@ func newSender(t *testing.T, policy netguard.Policy, resolver *net.Resolver) *Di
 	d := New(Options{Workers: 2, EndpointInflight: 1, Timeout: 2 * time.Second, BodyLimit: 100, UserAgent: "walhook",
 		Policy: retry.Policy{Schedule: []time.Duration{time.Minute}, MaxAttempts: 5}, Network: policy}, nopSink{})
 	if resolver != nil {
-		d.client.Transport.(*http.Transport).DialContext = policy.DialContext(&net.Dialer{Timeout: 2 * time.Second, Resolver: resolver})
+		d.client.dial = policy.DialContext(&net.Dialer{Timeout: 2 * time.Second, Resolver: resolver})
 	}
 	t.Cleanup(func() { d.Stop(time.Second) })
 	return d

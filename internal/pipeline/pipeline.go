@@ -159,7 +159,11 @@ func (p *Pipeline) HandleTxn(ctx context.Context, txn *stream.Txn) error {
 		return err
 	}
 	for _, j := range jobs {
-		p.opts.Dispatcher.Submit(j)
+		// Waits while the endpoint's queue is full of work it is doing:
+		// the rest of a burst stays in the WAL until there is room.
+		if err := p.opts.Dispatcher.Offer(ctx, j); err != nil {
+			return err
+		}
 	}
 	return nil
 }

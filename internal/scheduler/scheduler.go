@@ -9,14 +9,18 @@
 // those already overdue are released at a bounded rate, not all at once.
 //
 // Deliveries whose endpoint cannot take them now (paused, disabled, circuit
-// open, queue full) are parked by endpoint, ids only, and released when the
-// dispatcher or an endpoint change says the endpoint can take them again.
+// open, queue full) are parked by endpoint, ids only, oldest first. The
+// dispatcher pulls them back a window at a time (Resume) as its lane for
+// the endpoint drains, so a backlog of any size flows at the endpoint's
+// pace without being read back twice; a window on its way counts against
+// the next, so pulls never overshoot the lane.
 package scheduler
 
 import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/walhook/walhook/internal/delivery"
@@ -39,10 +43,13 @@ type Options struct {
 	Router     *route.Router
 	Dispatcher Submitter
 	// Sink records deliveries that can no longer be attempted (endpoint gone).
-	Sink    delivery.Sink
-	Tick    time.Duration // wheel resolution; 100ms by default
-	Batch   int           // ids read back per query; 500 by default
-	Rate    int           // deliveries released per second at most; 5000 by default
+	Sink  delivery.Sink
+	Tick  time.Duration // wheel resolution; 100ms by default
+	Batch int           // ids read back per query; 500 by default
+	Rate  int           // due deliveries released per second at most; 5000 by default
+	// Window is how many parked deliveries of an endpoint a Resume with
+	// n <= 0 releases (the dispatcher's queue limit); 10000 by default.
+	Window  int
 	Logger  *slog.Logger
 	Metrics *metrics.Metrics
 	Now     func() time.Time
@@ -54,13 +61,18 @@ type Scheduler struct {
 	log  *slog.Logger
 	m    *metrics.Metrics
 
-	mu     sync.Mutex
-	wheel  *wheel.Wheel[string]
-	due    []string
-	parked map[string][]string // endpoint id → delivery ids
-	kick   chan struct{}
-	rescan chan struct{}
+	mu      sync.Mutex
+	wheel   *wheel.Wheel[string]
+	due     []string            // released by the wheel: paced by Rate
+	resumed []parkedID          // pulled back by the dispatcher: not paced
+	transit map[string]int      // endpoint id → resumed ids not yet submitted
+	parked  map[string][]string // endpoint id → delivery ids, oldest first
+	nparked atomic.Int64        // sum of len(parked[...]), read without mu
+	kick    chan struct{}
+	rescan  chan struct{}
 }
+
+type parkedID struct{ endpointID, id string }
 
 // New makes a scheduler; Load fills it, Run releases what is due.
 func New(opts Options) *Scheduler {
@@ -73,6 +85,9 @@ func New(opts Options) *Scheduler {
 	if opts.Rate <= 0 {
 		opts.Rate = 5000
 	}
+	if opts.Window <= 0 {
+		opts.Window = 10000
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -83,7 +98,7 @@ func New(opts Options) *Scheduler {
 		opts.Metrics = metrics.Discard()
 	}
 	return &Scheduler{opts: opts, log: opts.Logger, m: opts.Metrics,
-		wheel: wheel.New[string](opts.Tick, opts.Now()), parked: map[string][]string{},
+		wheel: wheel.New[string](opts.Tick, opts.Now()), parked: map[string][]string{}, transit: map[string]int{},
 		kick: make(chan struct{}, 1), rescan: make(chan struct{}, 1)}
 }
 
@@ -105,18 +120,19 @@ func (s *Scheduler) wake() {
 }
 
 // Park holds a delivery until its endpoint can take it (delivery.Sink via
-// the recorder, once its row is written). If the endpoint can take it by
-// now, or is gone, it is released at once: a park must never outlive the
-// reason for it, whichever of the two arrives first.
+// the recorder, once its row is written), behind the endpoint's older
+// parked deliveries. If the endpoint can take deliveries by now, or is
+// gone, a window is released at once: a park must never outlive the reason
+// for it, whichever of the two arrives first.
 func (s *Scheduler) Park(endpointID, deliveryID string) {
 	s.mu.Lock()
-	if s.canTake(endpointID) {
-		s.due = append(s.due, deliveryID)
-	} else {
-		s.parked[endpointID] = append(s.parked[endpointID], deliveryID)
-	}
+	s.parked[endpointID] = append(s.parked[endpointID], deliveryID)
+	s.nparked.Add(1)
+	take := s.canTake(endpointID)
 	s.mu.Unlock()
-	s.wake()
+	if take {
+		s.Resume(endpointID, 0)
+	}
 }
 
 // canTake reports whether an endpoint's deliveries may be released; an
@@ -126,28 +142,38 @@ func (s *Scheduler) canTake(endpointID string) bool {
 	return !ok || (ep.Active && s.opts.Dispatcher.Accepting(endpointID))
 }
 
-// Resume releases up to n (n <= 0: all) parked deliveries of an endpoint
-// (delivery.Resumer).
+// Resume releases the oldest parked deliveries of an endpoint, up to n
+// (n <= 0: Window) minus those of it already released and not yet
+// submitted (delivery.Resumer).
 func (s *Scheduler) Resume(endpointID string, n int) {
+	if n <= 0 {
+		n = s.opts.Window
+	}
 	s.mu.Lock()
 	ids := s.parked[endpointID]
-	if n <= 0 || n > len(ids) {
-		n = len(ids)
+	n = min(n-s.transit[endpointID], len(ids))
+	if n <= 0 {
+		s.mu.Unlock()
+		return
 	}
-	s.due = append(s.due, ids[:n]...)
+	for _, id := range ids[:n] {
+		s.resumed = append(s.resumed, parkedID{endpointID, id})
+	}
+	s.transit[endpointID] += n
+	s.nparked.Add(int64(-n))
 	if n == len(ids) {
 		delete(s.parked, endpointID)
 	} else {
+		clear(ids[:n]) // let the strings go; the slice's tail stays in use
 		s.parked[endpointID] = ids[n:]
 	}
 	s.mu.Unlock()
-	if n > 0 {
-		s.wake()
-	}
+	s.wake()
 }
 
-// EndpointChanged releases an endpoint's parked deliveries if it can take
-// them now (resumed, re-enabled or deleted).
+// EndpointChanged releases a window of an endpoint's parked deliveries if
+// it can take them now (resumed, re-enabled or deleted); the dispatcher
+// pulls the rest as it goes.
 func (s *Scheduler) EndpointChanged(endpointID string) {
 	s.mu.Lock()
 	ok := s.canTake(endpointID)
@@ -157,16 +183,9 @@ func (s *Scheduler) EndpointChanged(endpointID string) {
 	}
 }
 
-// Parked is the number of parked deliveries.
-func (s *Scheduler) Parked() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, ids := range s.parked {
-		n += len(ids)
-	}
-	return n
-}
+// Parked is the number of parked deliveries (delivery.Resumer); it takes no
+// lock, so the dispatcher may ask at every job.
+func (s *Scheduler) Parked() int { return int(s.nparked.Load()) }
 
 // Rescan asks for the store to be searched for due deliveries: some were
 // re-queued by hand, by another process.
@@ -181,7 +200,7 @@ func (s *Scheduler) Rescan() {
 func (s *Scheduler) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.wheel.Len() + len(s.due)
+	return s.wheel.Len() + len(s.due) + len(s.resumed)
 }
 
 // Load indexes every unfinished delivery of the store. Call it before the
@@ -230,7 +249,7 @@ func (s *Scheduler) Run(ctx context.Context) {
 		s.mu.Lock()
 		s.m.RetryScheduled.Set(float64(s.wheel.Len()))
 		s.m.RetryDue.Set(float64(len(s.due)))
-		more := len(s.due) > 0
+		more := len(s.due) > 0 || len(s.resumed) > 0
 		s.mu.Unlock()
 
 		wait := time.Hour
@@ -250,8 +269,10 @@ func (s *Scheduler) Run(ctx context.Context) {
 	}
 }
 
-// release attempts one second's worth (Rate) of due deliveries at most.
+// release attempts what was resumed, then one second's worth (Rate) of due
+// deliveries at most.
 func (s *Scheduler) release(ctx context.Context) {
+	s.releaseResumed(ctx)
 	budget := s.opts.Rate
 	started := time.Now()
 	for budget > 0 && ctx.Err() == nil {
@@ -267,18 +288,8 @@ func (s *Scheduler) release(ctx context.Context) {
 			return
 		}
 		budget -= n
-		now := s.opts.Now()
-		rows, err := s.opts.Store.LoadDue(ctx, ids, now)
-		if err != nil {
-			s.log.Error("load due deliveries; will retry", "err", err)
-			for _, id := range ids {
-				s.Schedule(id, now.Add(5*time.Second))
-			}
+		if !s.load(ctx, ids) {
 			return
-		}
-		table := s.opts.Router.Table()
-		for i := range rows {
-			s.dispatch(table, &rows[i], now)
 		}
 	}
 	// Spread a large overdue backlog over time instead of releasing it at once.
@@ -288,6 +299,70 @@ func (s *Scheduler) release(ctx context.Context) {
 		case <-ctx.Done():
 		}
 	}
+}
+
+// releaseResumed attempts the deliveries the dispatcher pulled back; they
+// are not paced, the lane's room is their limit.
+func (s *Scheduler) releaseResumed(ctx context.Context) {
+	for ctx.Err() == nil {
+		s.mu.Lock()
+		n := min(len(s.resumed), s.opts.Batch)
+		batch := append([]parkedID(nil), s.resumed[:n]...)
+		s.resumed = s.resumed[n:]
+		if len(s.resumed) == 0 {
+			s.resumed = nil
+		}
+		s.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		ids := make([]string, n)
+		for i, p := range batch {
+			ids[i] = p.id
+		}
+		ok := s.load(ctx, ids)
+		// Submitted (or found finished, or rescheduled): no longer on
+		// their way, so the next Resume may release as many again.
+		// A window that submitted nothing (found finished, or its
+		// endpoint deleted) leaves the lane idle: nobody would pull the
+		// rest, so pull it here while the endpoint can take it.
+		var again []string
+		s.mu.Lock()
+		for _, p := range batch {
+			if s.transit[p.endpointID]--; s.transit[p.endpointID] <= 0 {
+				delete(s.transit, p.endpointID)
+				if len(s.parked[p.endpointID]) > 0 && s.canTake(p.endpointID) {
+					again = append(again, p.endpointID)
+				}
+			}
+		}
+		s.mu.Unlock()
+		for _, ep := range again {
+			s.Resume(ep, 0)
+		}
+		if !ok {
+			return
+		}
+	}
+}
+
+// load reads deliveries back and submits those still due; on a store error
+// they are scheduled again a little later, and it reports false.
+func (s *Scheduler) load(ctx context.Context, ids []string) bool {
+	now := s.opts.Now()
+	rows, err := s.opts.Store.LoadDue(ctx, ids, now)
+	if err != nil {
+		s.log.Error("load due deliveries; will retry", "err", err)
+		for _, id := range ids {
+			s.Schedule(id, now.Add(5*time.Second))
+		}
+		return false
+	}
+	table := s.opts.Router.Table()
+	for i := range rows {
+		s.dispatch(table, &rows[i], now)
+	}
+	return true
 }
 
 func (s *Scheduler) dispatch(table *route.Table, dd *store.DueDelivery, now time.Time) {

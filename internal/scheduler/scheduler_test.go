@@ -565,6 +565,7 @@ func TestRescanFindsRequeuedDeliveries(t *testing.T) {
 type resumerRef struct{ s **scheduler.Scheduler }
 
 func (r resumerRef) Resume(endpointID string, n int) { (*r.s).Resume(endpointID, n) }
+func (r resumerRef) Parked() int                     { return (*r.s).Parked() }
 
 func TestParkArrivingAfterTheCooldownIsReleasedAsTheProbe(t *testing.T) {
 	var status atomic.Int32
@@ -626,5 +627,58 @@ func TestRescanFindsRowsDueByTheDatabaseClock(t *testing.T) {
 	b.sched.Rescan()
 	waitfor.True(t, "the re-queued delivery (due by the database's clock a second ahead)", 5*time.Second, func() bool {
 		return b.sub.count("d_failed") == 1
+	})
+}
+
+func TestResumedWindowsAreOldestFirstAndNeverOvershoot(t *testing.T) {
+	past := base.Add(-time.Minute)
+	t.Run("a window on its way counts against the next", func(t *testing.T) {
+		b := setup(t, nil) // not running yet: what Resume releases stays on its way
+		b.endpoint(t, "ep_w", true)
+		b.sub.refuse("ep_w", true)
+		var ids []string
+		for i := range 5 {
+			id := fmt.Sprintf("w%d", i)
+			ids = append(ids, id)
+			b.insert(t, row{id: id, endpoint: "ep_w", status: store.StatusPending, due: past})
+			b.sched.Park("ep_w", id)
+		}
+		b.sched.Resume("ep_w", 2)
+		b.sched.Resume("ep_w", 2) // the lane still has room for 2: the same 2
+		if n := b.sched.Parked(); n != 3 {
+			t.Fatalf("%d parked after two Resume(2) before any release; want 3", n)
+		}
+		b.run(t)
+		waitfor.True(t, "the window submitted", 10*time.Second, func() bool { return len(b.sub.ids()) == 2 })
+		if got := b.sub.ids(); fmt.Sprint(got) != fmt.Sprint(ids[:2]) {
+			t.Fatalf("submitted %v, want the oldest two %v", got, ids[:2])
+		}
+		b.sched.Resume("ep_w", 2) // submitted: no longer on its way
+		waitfor.True(t, "the next window", 10*time.Second, func() bool { return len(b.sub.ids()) == 4 })
+		if got := b.sub.ids(); fmt.Sprint(got) != fmt.Sprint(ids[:4]) {
+			t.Fatalf("submitted %v, want %v", got, ids[:4])
+		}
+	})
+	t.Run("a window that submits nothing pulls the next itself", func(t *testing.T) {
+		b := setup(t, func(o *scheduler.Options) { o.Window = 2 })
+		b.endpoint(t, "ep_s", true)
+		b.sub.refuse("ep_s", true)
+		// Two already delivered (found finished when read back), then two due.
+		b.insert(t, row{id: "s0", endpoint: "ep_s", status: store.StatusDelivered, attempts: 1},
+			row{id: "s1", endpoint: "ep_s", status: store.StatusDelivered, attempts: 1},
+			row{id: "s2", endpoint: "ep_s", status: store.StatusPending, due: past},
+			row{id: "s3", endpoint: "ep_s", status: store.StatusPending, due: past})
+		for _, id := range []string{"s0", "s1", "s2", "s3"} {
+			b.sched.Park("ep_s", id)
+		}
+		b.run(t)
+		b.sub.refuse("ep_s", false)
+		b.sched.Resume("ep_s", 0) // a window of 2: both finished, nothing submitted
+		waitfor.True(t, "s2 and s3 submitted without another Resume", 10*time.Second, func() bool {
+			return b.sub.count("s2") == 1 && b.sub.count("s3") == 1
+		})
+		if n := b.sub.count("s0") + b.sub.count("s1"); n != 0 {
+			t.Fatalf("finished deliveries submitted %d times", n)
+		}
 	})
 }

@@ -211,6 +211,15 @@ func (sig Signature) SetHeaders(h http.Header) {
 	h[HeaderLegacySignature] = vals[5:6:6]
 }
 
+// AppendHeaders appends the same six headers as name/value pairs, for a
+// client that writes its request head itself.
+func (sig Signature) AppendHeaders(dst [][2]string) [][2]string {
+	return append(dst,
+		[2]string{HeaderID, sig.ID}, [2]string{HeaderTimestamp, sig.Timestamp},
+		[2]string{HeaderSignature, sig.StandardWebhooks}, [2]string{HeaderLegacyDelivery, sig.ID},
+		[2]string{HeaderLegacyTimestamp, sig.Timestamp}, [2]string{HeaderLegacySignature, sig.Legacy})
+}
+
 // Verify checks the Standard Webhooks headers of a request against secret.
 // It accepts the request if any "v1," entry of webhook-signature matches, so a
 // consumer holding either side of a rotation verifies; entries of other

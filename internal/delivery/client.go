@@ -1,0 +1,446 @@
+package delivery
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unicode/utf8"
+)
+
+// poster is the HTTP/1.1 client that sends webhook POSTs.
+//
+// net/http's Transport hands every request to a writing goroutine and every
+// answer back from a reading one, with a timer and some thirty allocations
+// per round trip; at tens of thousands of small requests per second that
+// costs more CPU than the request itself. A webhook needs little of what it
+// offers: no proxy, no redirects, no compression, no HTTP/2 multiplexing
+// (each endpoint already has its own connections, one per in-flight slot).
+// So the request is written with one Write and its answer read in the
+// attempt's own goroutine, on a pooled keep-alive connection, under one
+// deadline for the whole attempt. TLS is crypto/tls with ALPN http/1.1.
+type poster struct {
+	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
+	tls         *tls.Config // base configuration; ServerName is set per host
+	maxIdle     int         // idle connections kept per host
+	idleTimeout time.Duration
+
+	mu      sync.Mutex
+	idle    map[string][]*pconn // target key → idle connections, most recent last
+	closed  bool
+	targets sync.Map // raw URL → *target
+}
+
+// target is a parsed endpoint URL.
+type target struct {
+	key        string // scheme and address: connections are pooled by it
+	addr       string // host:port to dial
+	tls        *tls.Config
+	host       string // Host header
+	requestURI string
+}
+
+// pconn is a connection with its reader and a reusable request buffer.
+type pconn struct {
+	net.Conn
+	br     *bufio.Reader
+	buf    []byte
+	idleAt time.Time
+}
+
+// reply is what the client keeps of a response.
+type reply struct {
+	status     int
+	retryAfter string
+	snippet    string
+}
+
+// drainLimit is how much of an unread body is read to keep the connection;
+// beyond it the connection is closed instead.
+const drainLimit = 64 << 10
+
+// hopHeaders frame or route the request: an endpoint's custom headers never
+// set them (the API refuses most; these are refused here too).
+var hopHeaders = map[string]bool{
+	"host": true, "content-length": true, "transfer-encoding": true, "connection": true,
+	"keep-alive": true, "te": true, "trailer": true, "upgrade": true, "proxy-connection": true,
+}
+
+func newPoster(dial func(ctx context.Context, network, addr string) (net.Conn, error), base *tls.Config, maxIdle int) *poster {
+	if base == nil {
+		base = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return &poster{dial: dial, tls: base, maxIdle: max(maxIdle, 1), idleTimeout: 90 * time.Second, idle: map[string][]*pconn{}}
+}
+
+// targetOf parses and caches an endpoint URL.
+func (p *poster) targetOf(raw string) (*target, error) {
+	if t, ok := p.targets.Load(raw); ok {
+		return t.(*target), nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("parse endpoint URL: %w", err)
+	}
+	t := &target{host: u.Host, requestURI: u.RequestURI()}
+	port := u.Port()
+	switch u.Scheme {
+	case "http":
+		if port == "" {
+			port = "80"
+		}
+	case "https":
+		if port == "" {
+			port = "443"
+		}
+		t.tls = p.tls.Clone()
+		t.tls.ServerName = u.Hostname()
+		t.tls.NextProtos = []string{"http/1.1"}
+	default:
+		return nil, fmt.Errorf("endpoint URL scheme %q is not http or https", u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return nil, errors.New("endpoint URL has no host")
+	}
+	t.addr = net.JoinHostPort(u.Hostname(), port)
+	t.key = u.Scheme + "://" + t.addr
+	if p.lenTargets() < 100_000 { // a bound against URLs that change all the time
+		p.targets.Store(raw, t)
+	}
+	return t, nil
+}
+
+func (p *poster) lenTargets() int {
+	n := 0
+	p.targets.Range(func(any, any) bool { n++; return n < 100_000 })
+	return n
+}
+
+// request is one POST to make.
+type request struct {
+	url      string
+	headers  [][2]string // in order; names as given
+	extra    map[string]string
+	body     []byte
+	limit    int // characters of the response body kept
+	deadline time.Time
+}
+
+// post sends the request and reads the answer. A connection taken from the
+// pool that turns out closed by the server before answering is replaced by
+// a new one, once: the request was not processed (an at-least-once sender
+// may resend in any case; the webhook-id stays the same).
+func (p *poster) post(ctx context.Context, r *request) (reply, error) {
+	t, err := p.targetOf(r.url)
+	if err != nil {
+		return reply{}, err
+	}
+	for try := 0; ; try++ {
+		c, reused, err := p.conn(ctx, t, r.deadline)
+		if err != nil {
+			return reply{}, err
+		}
+		a, keep, started, err := p.roundTrip(ctx, c, t, r)
+		if err == nil && keep {
+			p.put(t, c)
+		} else {
+			c.Close()
+		}
+		if err != nil && reused && !started && try == 0 && isReset(err) && ctx.Err() == nil {
+			continue
+		}
+		return a, err
+	}
+}
+
+// conn takes an idle connection or dials one.
+func (p *poster) conn(ctx context.Context, t *target, deadline time.Time) (*pconn, bool, error) {
+	now := time.Now()
+	p.mu.Lock()
+	for list := p.idle[t.key]; len(list) > 0; list = p.idle[t.key] {
+		c := list[len(list)-1]
+		list[len(list)-1] = nil
+		p.idle[t.key] = list[:len(list)-1]
+		if now.Sub(c.idleAt) < p.idleTimeout {
+			p.mu.Unlock()
+			return c, true, nil
+		}
+		c.Close()
+	}
+	p.mu.Unlock()
+	dctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	nc, err := p.dial(dctx, "tcp", t.addr)
+	if err != nil {
+		return nil, false, fmt.Errorf("dial: %w", err)
+	}
+	if t.tls != nil {
+		tc := tls.Client(nc, t.tls)
+		if err := tc.HandshakeContext(dctx); err != nil {
+			nc.Close()
+			return nil, false, fmt.Errorf("tls handshake: %w", err)
+		}
+		nc = tc
+	}
+	return &pconn{Conn: nc, br: bufio.NewReaderSize(nc, 4096)}, false, nil
+}
+
+// put returns a connection to the pool, or closes it if the pool is full.
+func (p *poster) put(t *target, c *pconn) {
+	c.idleAt = time.Now()
+	p.mu.Lock()
+	if !p.closed && len(p.idle[t.key]) < p.maxIdle {
+		p.idle[t.key] = append(p.idle[t.key], c)
+		c = nil
+	}
+	p.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+}
+
+// closeIdle closes the pooled connections; with stop, later ones too.
+func (p *poster) closeIdle(stop bool) {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = map[string][]*pconn{}
+	p.closed = p.closed || stop
+	p.mu.Unlock()
+	for _, list := range idle {
+		for _, c := range list {
+			c.Close()
+		}
+	}
+}
+
+// roundTrip writes the request and reads the answer on c. keep says whether
+// c may be reused; started whether the server sent anything back.
+func (p *poster) roundTrip(ctx context.Context, c *pconn, t *target, r *request) (a reply, keep, started bool, err error) {
+	if err := c.SetDeadline(r.deadline); err != nil {
+		return a, false, false, fmt.Errorf("set deadline: %w", err)
+	}
+	// Stopping cuts the attempt short through the deadline.
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	c.buf = appendRequest(c.buf[:0], t, r)
+	if _, err := c.Write(c.buf); err != nil {
+		return a, false, false, fmt.Errorf("write request: %w", err)
+	}
+	if cap(c.buf) > 64<<10 {
+		c.buf = nil // one huge payload does not pin its buffer to the connection
+	}
+	a, keep, started, err = readAnswer(c.br, r.limit)
+	if err != nil {
+		return a, false, started, fmt.Errorf("read response: %w", err)
+	}
+	return a, keep, true, nil
+}
+
+// appendRequest appends the request's bytes: head and body, for one Write.
+func appendRequest(b []byte, t *target, r *request) []byte {
+	b = append(b, "POST "...)
+	b = append(b, t.requestURI...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, t.host...)
+	b = append(b, "\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len(r.body)), 10)
+	b = append(b, "\r\n"...)
+	for k, v := range r.extra {
+		if hopHeaders[strings.ToLower(k)] || !validHeader(k, v) || setByWalhook(r.headers, k) {
+			continue
+		}
+		b = appendHeader(b, k, v)
+	}
+	for _, h := range r.headers {
+		b = appendHeader(b, h[0], h[1])
+	}
+	b = append(b, "\r\n"...)
+	return append(b, r.body...)
+}
+
+func appendHeader(b []byte, k, v string) []byte {
+	b = append(b, k...)
+	b = append(b, ": "...)
+	b = append(b, v...)
+	return append(b, "\r\n"...)
+}
+
+// setByWalhook reports whether walhook sets header k itself: a custom
+// header never overrides it.
+func setByWalhook(headers [][2]string, k string) bool {
+	for _, h := range headers {
+		if strings.EqualFold(h[0], k) {
+			return true
+		}
+	}
+	return false
+}
+
+// validHeader refuses what would break the request's framing.
+func validHeader(k, v string) bool {
+	if k == "" || strings.ContainsAny(k, " :\r\n\t") {
+		return false
+	}
+	return !strings.ContainsAny(v, "\r\n")
+}
+
+// errMalformed is an answer that is not HTTP/1.x.
+var errMalformed = errors.New("malformed HTTP response")
+
+// readAnswer reads a response: status, the headers that matter, and the
+// body's first limit characters; the rest of the body is read and thrown
+// away up to drainLimit so the connection can be reused.
+func readAnswer(br *bufio.Reader, limit int) (a reply, keep, started bool, err error) {
+	var (
+		contentLength int64 = -1
+		chunked       bool
+		close10       bool
+	)
+	for {
+		line, err := readLine(br)
+		if err != nil {
+			return a, false, started || len(line) > 0, err
+		}
+		started = true
+		proto, rest, ok := strings.Cut(line, " ")
+		if !ok || !strings.HasPrefix(proto, "HTTP/1.") || len(rest) < 3 {
+			return a, false, true, fmt.Errorf("%w: status line %q", errMalformed, truncate(line, 100))
+		}
+		code, err := strconv.Atoi(rest[:3])
+		if err != nil || code < 100 || code > 999 {
+			return a, false, true, fmt.Errorf("%w: status line %q", errMalformed, truncate(line, 100))
+		}
+		close10 = proto == "HTTP/1.0"
+		contentLength, chunked, keep = -1, false, !close10
+		for {
+			h, err := readLine(br)
+			if err != nil {
+				return a, false, true, err
+			}
+			if h == "" {
+				break
+			}
+			name, value, ok := strings.Cut(h, ":")
+			if !ok {
+				return a, false, true, fmt.Errorf("%w: header line %q", errMalformed, truncate(h, 100))
+			}
+			value = strings.TrimSpace(value)
+			switch strings.ToLower(strings.TrimSpace(name)) {
+			case "content-length":
+				n, err := strconv.ParseInt(value, 10, 64)
+				if err != nil || n < 0 || (contentLength >= 0 && n != contentLength) {
+					return a, false, true, fmt.Errorf("%w: Content-Length %q", errMalformed, truncate(value, 40))
+				}
+				contentLength = n
+			case "transfer-encoding":
+				chunked = strings.EqualFold(value, "chunked") || strings.HasSuffix(strings.ToLower(value), ", chunked")
+				if !chunked {
+					return a, false, true, fmt.Errorf("%w: Transfer-Encoding %q", errMalformed, truncate(value, 40))
+				}
+			case "connection":
+				for _, tok := range strings.Split(value, ",") {
+					switch strings.ToLower(strings.TrimSpace(tok)) {
+					case "close":
+						keep = false
+					case "keep-alive":
+						keep = keep || close10
+					}
+				}
+			case "retry-after":
+				a.retryAfter = value
+			}
+		}
+		// 1xx answers are interim (101 would switch protocols: never asked for).
+		if code >= 200 || code == 101 {
+			a.status = code
+			break
+		}
+	}
+	if a.status == 101 {
+		return a, false, true, fmt.Errorf("%w: 101 Switching Protocols to a POST", errMalformed)
+	}
+	if a.status == 204 || a.status == 304 {
+		return a, keep, true, nil
+	}
+	var body io.Reader
+	switch {
+	case chunked:
+		body = httputil.NewChunkedReader(br)
+	case contentLength >= 0:
+		body = io.LimitReader(br, contentLength)
+	default:
+		body, keep = br, false // delimited by the connection's end
+	}
+	a.snippet = snippet(body, limit)
+	_, err = io.CopyN(io.Discard, body, drainLimit)
+	switch {
+	case err == io.EOF && chunked:
+		// The trailer section ends the body.
+		for {
+			h, err := readLine(br)
+			if err != nil {
+				return a, false, true, nil
+			}
+			if h == "" {
+				break
+			}
+		}
+	case err == io.EOF:
+		// The whole body was read.
+	default:
+		// Cut short (the status stands), or too much left to read: a new
+		// connection is cheaper than reading it.
+		keep = false
+	}
+	return a, keep, true, nil
+}
+
+// readLine reads one header or status line without its CRLF.
+func readLine(br *bufio.Reader) (string, error) {
+	line, err := br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		return "", fmt.Errorf("%w: header line longer than %d bytes", errMalformed, br.Size())
+	}
+	if err != nil {
+		if err == io.EOF && len(line) > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		return string(line), err
+	}
+	return string(bytes.TrimRight(line, "\r\n")), nil
+}
+
+// snippet keeps the first limit characters of a body, as valid UTF-8.
+func snippet(r io.Reader, limit int) string {
+	buf, _ := io.ReadAll(io.LimitReader(r, int64(limit)*utf8.UTFMax))
+	s := strings.ToValidUTF8(string(buf), "\uFFFD")
+	if utf8.RuneCountInString(s) > limit {
+		s = string([]rune(s)[:limit])
+	}
+	return s
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// isReset reports a connection the server closed.
+func isReset(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}

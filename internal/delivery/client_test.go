@@ -1,0 +1,266 @@
+package delivery
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// rawServer answers each request it reads with the next scripted response,
+// byte for byte; after a response whose script ends in "<close>" it closes
+// the connection. It counts connections and requests.
+type rawServer struct {
+	ln      net.Listener
+	mu      sync.Mutex
+	script  []string
+	conns   int
+	bodies  []string
+	headers []http.Header
+}
+
+func newRawServer(t *testing.T, script ...string) *rawServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &rawServer{ln: ln, script: script}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.conns++
+			s.mu.Unlock()
+			wg.Add(1)
+			go func() { defer wg.Done(); s.serve(c) }()
+		}
+	}()
+	return s
+}
+
+func (s *rawServer) serve(c net.Conn) {
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		body, _ := io.ReadAll(req.Body)
+		s.mu.Lock()
+		s.bodies = append(s.bodies, string(body))
+		s.headers = append(s.headers, req.Header)
+		var resp string
+		if len(s.script) > 0 {
+			resp, s.script = s.script[0], s.script[1:]
+		}
+		s.mu.Unlock()
+		raw, closeAfter := strings.CutSuffix(resp, "<close>")
+		if resp == "<hang>" {
+			_, _ = io.Copy(io.Discard, br) // until the client gives up
+			return
+		}
+		if _, err := io.WriteString(c, raw); err != nil || closeAfter {
+			return
+		}
+	}
+}
+
+func (s *rawServer) url() string { return "http://" + s.ln.Addr().String() + "/hook?x=1" }
+
+func (s *rawServer) counts() (conns, requests int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns, len(s.bodies)
+}
+
+func testPoster() *poster {
+	var d net.Dialer
+	return newPoster(d.DialContext, nil, 4)
+}
+
+func post(t *testing.T, p *poster, url string, body string) (reply, error) {
+	t.Helper()
+	return p.post(context.Background(), &request{url: url, body: []byte(body), limit: 20,
+		headers: [][2]string{{"Content-Type", "application/json"}}, deadline: time.Now().Add(2 * time.Second)})
+}
+
+func TestPosterReadsAnswersAndKeepsConnectionsWhenItCan(t *testing.T) {
+	const ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	tests := []struct {
+		name        string
+		first       string
+		wantStatus  int
+		wantSnippet string
+		wantConns   int // after a second request answered "ok"
+	}{
+		{"content-length", ok, 200, "ok", 1},
+		{"chunked with trailer", "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n", 201, "hello world", 1},
+		{"no content", "HTTP/1.1 204 No Content\r\n\r\n", 204, "", 1},
+		{"interim 100 first", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nyes", 200, "yes", 1},
+		{"connection close", "HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\nContent-Length: 4\r\n\r\nboom<close>", 500, "boom", 2},
+		{"HTTP/1.0 to the end", "HTTP/1.0 200 OK\r\n\r\nuntil the end<close>", 200, "until the end", 2},
+		{"body over the drain limit", "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + strings.Repeat("é", 50000), 200, strings.Repeat("é", 20), 2},
+		{"snippet cut at characters", "HTTP/1.1 400 Bad Request\r\nContent-Length: 30\r\n\r\n" + strings.Repeat("ü", 15), 400, strings.Repeat("ü", 15), 1},
+		{"invalid UTF-8 kept storable", "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 3\r\n\r\na\xffb", 502, "a\uFFFDb", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newRawServer(t, tt.first, ok)
+			p := testPoster()
+			defer p.closeIdle(true)
+			a, err := post(t, p, srv.url(), `{"n":1}`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.status != tt.wantStatus || a.snippet != tt.wantSnippet {
+				t.Fatalf("status %d, snippet %q; want %d, %q", a.status, a.snippet, tt.wantStatus, tt.wantSnippet)
+			}
+			if a, err = post(t, p, srv.url(), `{"n":2}`); err != nil || a.status != 200 {
+				t.Fatalf("second request: %v, %d", err, a.status)
+			}
+			conns, reqs := srv.counts()
+			if conns != tt.wantConns || reqs != 2 {
+				t.Fatalf("%d connections for %d requests; want %d for 2", conns, reqs, tt.wantConns)
+			}
+		})
+	}
+}
+
+func TestPosterRefusesWhatIsNotHTTP(t *testing.T) {
+	tests := []struct{ name, resp string }{
+		{"not HTTP", "SSH-2.0-OpenSSH\r\n\r\n<close>"},
+		{"bad status", "HTTP/1.1 2x0 OK\r\n\r\n<close>"},
+		{"bad content-length", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n<close>"},
+		{"switching protocols", "HTTP/1.1 101 Switching Protocols\r\n\r\n<close>"},
+		{"unknown transfer-encoding", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n<close>"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newRawServer(t, tt.resp)
+			p := testPoster()
+			defer p.closeIdle(true)
+			if a, err := post(t, p, srv.url(), `{}`); !errors.Is(err, errMalformed) {
+				t.Fatalf("got %+v, %v; want errMalformed", a, err)
+			}
+		})
+	}
+}
+
+func TestPosterResendsOnceWhenAKeptConnectionWasClosed(t *testing.T) {
+	// The first answer keeps the connection, then the server closes it
+	// without reading the next request: the client must notice and use a
+	// new connection, and the request arrives once.
+	srv := newRawServer(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n<close>", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	p := testPoster()
+	defer p.closeIdle(true)
+	if _, err := post(t, p, srv.url(), `{"n":1}`); err != nil {
+		t.Fatal(err)
+	}
+	// Whether the close arrives before the write (EPIPE, reset) or after
+	// it (EOF before any answer), the request is resent once.
+	a, err := post(t, p, srv.url(), `{"n":2}`)
+	if err != nil || a.status != 200 {
+		t.Fatalf("after the server closed the kept connection: %+v, %v", a, err)
+	}
+	if conns, reqs := srv.counts(); conns != 2 || reqs != 2 {
+		t.Fatalf("%d connections, %d requests; want 2 and 2", conns, reqs)
+	}
+}
+
+func TestPosterTimesOutAndNeverMixesAnswers(t *testing.T) {
+	srv := newRawServer(t, "<hang>", "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate")
+	p := testPoster()
+	defer p.closeIdle(true)
+	_, err := p.post(context.Background(), &request{url: srv.url(), body: []byte(`{}`), limit: 10, deadline: time.Now().Add(200 * time.Millisecond)})
+	if !errors.Is(err, os.ErrDeadlineExceeded) || !isTimeout(err) {
+		t.Fatalf("err = %v, want a timeout", err)
+	}
+	// The timed-out connection was not kept: the next request gets its own
+	// answer on a new connection.
+	a, err := post(t, p, srv.url(), `{}`)
+	if err != nil || a.snippet != "late" {
+		t.Fatalf("next request: %+v, %v", a, err)
+	}
+	if conns, _ := srv.counts(); conns != 2 {
+		t.Fatalf("%d connections, want 2", conns)
+	}
+}
+
+func TestPosterWritesOnlyFramingSafeHeaders(t *testing.T) {
+	srv := newRawServer(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	p := testPoster()
+	defer p.closeIdle(true)
+	_, err := p.post(context.Background(), &request{url: srv.url(), body: []byte(`{"a":1}`), limit: 10, deadline: time.Now().Add(2 * time.Second),
+		headers: [][2]string{{"Webhook-Id", "msg_1"}},
+		extra: map[string]string{
+			"X-Tenant": "t1", "webhook-id": "forged", "Transfer-Encoding": "chunked", "Connection": "close",
+			"X-Injected": "a\r\nX-Evil: 1", "Bad Name": "x", "Content-Length": "1",
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.mu.Lock()
+	h, body := srv.headers[0], srv.bodies[0]
+	srv.mu.Unlock()
+	if body != `{"a":1}` {
+		t.Fatalf("body %q", body)
+	}
+	if got := h.Values("Webhook-Id"); len(got) != 1 || got[0] != "msg_1" {
+		t.Fatalf("Webhook-Id %q; a custom header must not override walhook's", got)
+	}
+	if h.Get("X-Tenant") != "t1" {
+		t.Fatalf("custom header lost: %v", h)
+	}
+	for _, k := range []string{"X-Evil", "X-Injected", "Transfer-Encoding", "Connection"} {
+		if v := h.Get(k); v != "" {
+			t.Errorf("%s: %q reached the server", k, v)
+		}
+	}
+}
+
+func TestPosterSpeaksHTTP11OverTLS(t *testing.T) {
+	var protos sync.Map
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		protos.Store(r.Proto, true)
+		_, _ = io.WriteString(w, "secure")
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	roots := srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	var d net.Dialer
+	p := newPoster(d.DialContext, &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, 2)
+	defer p.closeIdle(true)
+	for range 2 {
+		a, err := post(t, p, srv.URL+"/hook", `{}`)
+		if err != nil || a.status != 200 || a.snippet != "secure" {
+			t.Fatalf("%+v, %v", a, err)
+		}
+	}
+	if _, ok := protos.Load("HTTP/1.1"); !ok {
+		t.Fatal("the server saw no HTTP/1.1 request")
+	}
+	// A certificate the roots do not trust is refused.
+	untrusting := newPoster(d.DialContext, nil, 1)
+	if _, err := post(t, untrusting, srv.URL+"/hook", `{}`); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("err = %v, want a certificate error", err)
+	}
+}
