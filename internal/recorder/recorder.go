@@ -10,11 +10,14 @@
 //   - A delivery's row is inserted before any update of it: a result that
 //     arrives while its delivery is still unwritten is folded into the
 //     insert, and one that arrives while that insert is being written waits
-//     for the next batch. To make folding the common case, a batch holding
-//     deliveries without a result waits up to Hold for them (the first
-//     attempt of a healthy endpoint takes milliseconds): one row per
-//     delivery instead of an insert and an update. Only the confirmed
-//     position lags by that much; requests are sent before recording.
+//     for the next batch. To make folding the common case, each new
+//     delivery is held back from the batches for up to Hold, waiting for
+//     its first result (the first attempt of a healthy endpoint takes
+//     milliseconds): one row per delivery instead of an insert and an
+//     update. Its event is written at once. Only the confirmed position
+//     lags, by Hold at most: a transaction counts as recorded once every
+//     one of its deliveries has left the hold and its batch has committed,
+//     and transactions count in commit order.
 //   - A retry or a parked delivery is handed to the scheduler only after
 //     the batch that holds its row is committed, so the scheduler always
 //     finds it when it reads it back.
@@ -63,7 +66,9 @@ type Options struct {
 	Scheduler Scheduler
 	Logger    *slog.Logger
 	Metrics   *metrics.Metrics
-	// MaxPending bounds rows waiting to be written; Add blocks beyond it.
+	// MaxPending bounds rows waiting to be written (20,000 by default); Add
+	// blocks beyond it, so a store slower than the stream keeps the rest
+	// in the WAL rather than in memory. Half of it bounds held deliveries.
 	MaxPending int
 	// FinalFlush bounds the last write after Run's context ends.
 	FinalFlush time.Duration
@@ -81,6 +86,9 @@ type Recorder struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	next    *pendingBatch
+	held    map[string]*held
+	order   []*held    // held deliveries in the order they were added (and expire)
+	txns    []*txnMark // transactions not yet entirely in a batch, in commit order
 	healthy bool
 	kick    chan struct{}
 	recov   chan struct{} // closed when the store is writable again
@@ -89,14 +97,25 @@ type Recorder struct {
 }
 
 type pendingBatch struct {
-	b          store.Batch
-	unresolved int            // new deliveries still pending, without a result
-	since      time.Time      // when the first of them was added
-	parks      [][2]string    // endpoint id, delivery id
-	newIdx     map[string]int // delivery id → index in b.Deliveries
-	updIdx     map[string]int // delivery id → index in b.Updates
-	maxEnd     uint64
-	written    int // rows, for back-pressure
+	b       store.Batch
+	parks   [][2]string    // endpoint id, delivery id
+	newIdx  map[string]int // delivery id → index in b.Deliveries
+	updIdx  map[string]int // delivery id → index in b.Updates
+	maxEnd  uint64         // end of the last transaction entirely in this batch or earlier ones
+	written int            // rows, for back-pressure
+}
+
+// held is a new delivery waiting, outside any batch, for its first result.
+type held struct {
+	row   store.Delivery
+	txn   *txnMark
+	until time.Time
+}
+
+// txnMark counts a transaction's deliveries still held.
+type txnMark struct {
+	end  uint64
+	held int
 }
 
 func newPending() *pendingBatch {
@@ -112,7 +131,7 @@ func New(opts Options) *Recorder {
 		opts.Metrics = metrics.Discard()
 	}
 	if opts.MaxPending <= 0 {
-		opts.MaxPending = 200_000
+		opts.MaxPending = 20_000
 	}
 	if opts.FinalFlush <= 0 {
 		opts.FinalFlush = 10 * time.Second
@@ -120,7 +139,7 @@ func New(opts Options) *Recorder {
 	if opts.Hold == 0 {
 		opts.Hold = 100 * time.Millisecond
 	}
-	r := &Recorder{opts: opts, log: opts.Logger, m: opts.Metrics, next: newPending(), healthy: true,
+	r := &Recorder{opts: opts, log: opts.Logger, m: opts.Metrics, next: newPending(), held: map[string]*held{}, healthy: true,
 		kick: make(chan struct{}, 1), recov: make(chan struct{})}
 	close(r.recov)
 	r.cond = sync.NewCond(&r.mu)
@@ -175,22 +194,74 @@ func (r *Recorder) Add(ctx context.Context, t *Txn) error {
 	}
 	p := r.next
 	p.b.Events = append(p.b.Events, t.Events...)
+	mark := &txnMark{end: t.EndLSN}
+	r.txns = append(r.txns, mark)
+	until := time.Now().Add(r.opts.Hold)
 	for _, d := range t.Deliveries {
-		p.newIdx[d.ID] = len(p.b.Deliveries)
-		p.b.Deliveries = append(p.b.Deliveries, d)
-		if d.Status == store.StatusPending {
-			if p.unresolved == 0 {
-				p.since = time.Now()
-			}
-			p.unresolved++
+		if d.Status != store.StatusPending || r.opts.Hold < 0 {
+			r.place(p, d)
+			continue
 		}
+		h := &held{row: d, txn: mark, until: until}
+		r.held[d.ID] = h
+		r.order = append(r.order, h)
+		mark.held++
 	}
 	p.b.DeadLetters = append(p.b.DeadLetters, t.DeadLetters...)
 	p.b.EventTypes = append(p.b.EventTypes, t.EventTypes...)
-	p.maxEnd = max(p.maxEnd, t.EndLSN)
 	p.written += len(t.Events) + len(t.Deliveries) + len(t.DeadLetters)
+	r.advance()
 	r.signal()
 	return nil
+}
+
+// place puts a new delivery's row into the pending batch; under r.mu.
+func (r *Recorder) place(p *pendingBatch, d store.Delivery) {
+	p.newIdx[d.ID] = len(p.b.Deliveries)
+	p.b.Deliveries = append(p.b.Deliveries, d)
+}
+
+// release moves a held delivery into the pending batch; under r.mu.
+func (r *Recorder) release(h *held) {
+	delete(r.held, h.row.ID)
+	r.place(r.next, h.row)
+	h.txn.held--
+	h.txn = nil // marks it released in r.order
+}
+
+// advance moves the pending batch's end past the transactions now entirely
+// in it or in earlier batches; under r.mu.
+func (r *Recorder) advance() {
+	n := 0
+	for n < len(r.txns) && r.txns[n].held == 0 {
+		r.next.maxEnd = max(r.next.maxEnd, r.txns[n].end)
+		n++
+	}
+	if n > 0 {
+		clear(r.txns[:n])
+		r.txns = r.txns[n:]
+	}
+}
+
+// expire releases the held deliveries whose hold has ended (all of them
+// with force); under r.mu.
+func (r *Recorder) expire(now time.Time, force bool) {
+	n := 0
+	for ; n < len(r.order); n++ {
+		h := r.order[n]
+		if h.txn == nil {
+			continue // released by its result or a park
+		}
+		if !force && h.until.After(now) {
+			break
+		}
+		r.release(h)
+	}
+	if n > 0 {
+		clear(r.order[:n])
+		r.order = r.order[n:]
+		r.advance()
+	}
 }
 
 // Result records an attempt's outcome (delivery.Sink).
@@ -203,11 +274,12 @@ func (r *Recorder) Result(res delivery.Result) {
 		p.written++
 	}
 	d := res.Delivery
+	if h, ok := r.held[d.ID]; ok {
+		r.release(h)
+		r.advance()
+	}
 	if i, ok := p.newIdx[d.ID]; ok {
 		row := &p.b.Deliveries[i]
-		if row.Status == store.StatusPending {
-			p.unresolved--
-		}
 		row.Status, row.Attempts, row.NextRetryAt = d.Status, d.Attempts, d.NextRetryAt
 		row.LastStatusCode, row.LastResponse, row.LastError = d.LastStatusCode, d.LastResponse, d.LastError
 		row.UpdatedAt, row.DeliveredAt = d.UpdatedAt, d.DeliveredAt
@@ -226,6 +298,10 @@ func (r *Recorder) Result(res delivery.Result) {
 func (r *Recorder) Park(endpointID, deliveryID string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if h, ok := r.held[deliveryID]; ok {
+		r.release(h) // its row must be written before it is parked
+		r.advance()
+	}
 	r.next.parks = append(r.next.parks, [2]string{endpointID, deliveryID})
 	r.next.written++
 	r.signal()
@@ -268,10 +344,6 @@ func (r *Recorder) Run(ctx context.Context) {
 			cancel()
 			return
 		}
-		if wait := r.holdFor(); wait > 0 {
-			hold.Reset(wait)
-			continue
-		}
 		if !r.drain(wctx, ctx, false) {
 			return
 		}
@@ -281,22 +353,33 @@ func (r *Recorder) Run(ctx context.Context) {
 	}
 }
 
-// holdFor is how much longer the pending batch should wait for results.
+// holdFor releases the held deliveries whose hold has ended and says how
+// long until the next one's does (0: none is held).
 func (r *Recorder) holdFor() time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	p := r.next
-	if p.unresolved == 0 || !r.healthy || p.written >= r.opts.MaxPending/2 {
+	now := time.Now()
+	// Holding is for saving writes, never at the cost of memory or of a
+	// store that is failing anyway.
+	r.expire(now, !r.healthy || len(r.held) >= r.opts.MaxPending/2)
+	if len(r.order) == 0 {
 		return 0
 	}
-	return time.Until(p.since.Add(r.opts.Hold))
+	return max(r.order[0].until.Sub(now), time.Millisecond)
 }
 
-// drain writes until nothing is pending, or, unless force, until the
-// pending batch is worth holding for results. It reports false when it gave
-// up on a batch because stop ended; nothing may be written after that.
+// drain writes until nothing is pending; with force, held deliveries are
+// released first. It reports false when it gave up on a batch because stop
+// ended; nothing may be written after that.
 func (r *Recorder) drain(wctx, stop context.Context, force bool) bool {
-	for force || r.holdFor() <= 0 {
+	for {
+		if force {
+			r.mu.Lock()
+			r.expire(time.Now(), true)
+			r.mu.Unlock()
+		} else {
+			r.holdFor()
+		}
 		wrote, ok := r.flushOnce(wctx, stop)
 		if !ok {
 			return false
@@ -305,7 +388,6 @@ func (r *Recorder) drain(wctx, stop context.Context, force bool) bool {
 			return true
 		}
 	}
-	return true
 }
 
 // flushOnce writes the pending batch, retrying failures until stop ends. It

@@ -713,3 +713,46 @@ func TestAddWaitingForRoomHonoursItsContext(t *testing.T) {
 		t.Fatal("Add kept waiting for room after its context ended")
 	}
 }
+
+func TestNewDeliveriesAreHeldForTheirFirstResult(t *testing.T) {
+	b := setup(t, func(o *recorder.Options) { o.Hold = 2 * time.Second })
+	logUpdates(t, b.dsn)
+	b.run(t)
+
+	// The event is written at once; the delivery waits for its result and
+	// the transaction does not count as recorded meanwhile.
+	b.add(t, txn(10, "d_held"))
+	waitfor.True(t, "the event written", 10*time.Second, func() bool { return b.exists(t, "events", "evt_d_held") })
+	if b.exists(t, "deliveries", "d_held") || b.rec.Durable() >= 10 {
+		t.Fatalf("delivery written (%v) or Durable %d before its result or the end of its hold", b.exists(t, "deliveries", "d_held"), b.rec.Durable())
+	}
+	// A later transaction without deliveries waits for the earlier one.
+	b.add(t, txn(20))
+	b.rec.Result(result("d_held", 1, 200, store.StatusDelivered, time.Time{}))
+	b.waitDurable(t, 20)
+	if d := b.delivery(t, "d_held"); d.Status != store.StatusDelivered || d.Attempts != 1 || b.updates(t, "d_held") != 0 {
+		t.Fatalf("d_held = %+v after %d updates; want one row, written delivered", d, b.updates(t, "d_held"))
+	}
+
+	// Without a result, the hold ends and the delivery is written pending.
+	start := time.Now()
+	b.add(t, txn(30, "d_slow"))
+	b.waitDurable(t, 30)
+	if took := time.Since(start); took < 2*time.Second {
+		t.Fatalf("Durable passed a held delivery after %s, before its hold ended", took)
+	}
+	if d := b.delivery(t, "d_slow"); d.Status != store.StatusPending {
+		t.Fatalf("d_slow = %+v, want pending", d)
+	}
+
+	// A park ends the hold at once: the row must be written to be read back.
+	b.add(t, txn(40, "d_parked"))
+	b.rec.Park("ep_a", "d_parked")
+	waitfor.True(t, "the park handed over", 10*time.Second, func() bool { return len(b.sched.all()) == 1 })
+	if c := b.sched.all()[0]; c.kind != "park" || c.id != "d_parked" || c.stored != "pending" {
+		t.Fatalf("scheduler got %+v; want the park after its pending row", c)
+	}
+	if took := time.Since(start); took > 4*time.Second+time.Second {
+		t.Fatalf("the park waited for the hold (%s)", took)
+	}
+}

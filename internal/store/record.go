@@ -233,7 +233,7 @@ func (s *Store) WriteBatch(ctx context.Context, b *Batch) error {
 			outbox[i], lsns[i], created[i], received[i] = optString(e.OutboxID), int64(e.LSN), e.CreatedAt, e.ReceivedAt
 		}
 		queueInsert(&q, "events", skip, column{"id", "text", ids}, column{"event_type", "text", types},
-			column{"tenant_id", "text", tenants}, column{"payload", "jsonb", payloads}, column{"outbox_id", "text", outbox},
+			column{"tenant_id", "text", tenants}, column{"payload", "json", payloads}, column{"outbox_id", "text", outbox},
 			column{"lsn", "int8", lsns}, column{"created_at", "timestamptz", created}, column{"received_at", "timestamptz", received})
 	}
 	if n := len(b.Deliveries); n > 0 {
