@@ -400,6 +400,30 @@ func TestBadRowsAreDeadLetteredAndTheStreamMovesOn(t *testing.T) {
 	}
 }
 
+func TestATextPayloadColumnIsCheckedForJSON(t *testing.T) {
+	// A json or jsonb column is valid JSON by Postgres' own check, so walhook
+	// skips its own; a text column is not, and must be checked.
+	db := pgtest.New(t)
+	cfg := testConfig(t, db.DSN)
+	s := start(t, cfg)
+	defer s.Stop()
+	rcv := newReceiver(t)
+	subscribe(t, cfg, s, rcv, rcv.srv.URL, "*")
+	pgtest.Exec(t, db.DSN, `ALTER TABLE webhook_outbox ALTER COLUMN payload TYPE text`)
+	pgtest.Exec(t, db.DSN, `INSERT INTO webhook_outbox (event_type, payload) VALUES ('order.created', '{"unclosed": ')`)
+	pgtest.Exec(t, db.DSN, `INSERT INTO webhook_outbox (event_type, payload) VALUES ('order.created', '{"ok":true}')`)
+	waitfor.True(t, "the valid row delivered", 20*time.Second, func() bool {
+		return countStatus(t, s.Store, store.StatusDelivered) == 1
+	})
+	var reason string
+	if err := s.Store.Pool().QueryRow(context.Background(), `SELECT reason FROM dead_letters`).Scan(&reason); err != nil || !strings.Contains(reason, "not valid JSON") {
+		t.Fatalf("dead letter %q (%v), want the invalid JSON one", reason, err)
+	}
+	if got := counterValue(t, s, "walhook_dead_letters_total", "reason", metrics.DeadInvalidJSON); got != 1 {
+		t.Fatalf("walhook_dead_letters_total{reason=%q} = %v, want 1", metrics.DeadInvalidJSON, got)
+	}
+}
+
 // counterValue reads one labelled counter from walhook's registry.
 func counterValue(t *testing.T, s *app.Server, name, label, value string) float64 {
 	t.Helper()

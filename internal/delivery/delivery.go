@@ -297,8 +297,10 @@ func (d *Dispatcher) Offer(ctx context.Context, j *Job) error {
 	}
 	t := time.AfterFunc(d.opts.StreamWait, func() { expired.Store(true); wake() })
 	stop := context.AfterFunc(ctx, wake)
+	// Once waiting, wait for a quarter of the lane to drain, not for one
+	// slot: one wake-up per few dozen jobs instead of one per job.
 	d.waiting++
-	for l.len() >= d.opts.SoftLimit && !l.overloaded && !d.stopped && ctx.Err() == nil {
+	for l.len() >= d.lowWater() && !l.overloaded && !d.stopped && ctx.Err() == nil {
 		if expired.Load() {
 			l.overloaded = true
 			d.log.Info("endpoint is overloaded: its queue made no room; the stream goes on without waiting for it",
@@ -318,6 +320,9 @@ func (d *Dispatcher) Offer(ctx context.Context, j *Job) error {
 	d.Submit(j)
 	return nil
 }
+
+// lowWater is the lane length below which a waiting Offer goes on.
+func (d *Dispatcher) lowWater() int { return max(d.opts.SoftLimit*3/4, 1) }
 
 // laneOf returns the endpoint's lane, made if needed; under d.mu.
 func (d *Dispatcher) laneOf(endpointID string) *lane {
@@ -359,7 +364,7 @@ func (d *Dispatcher) work(endpointID string, l *lane) {
 		if l.len() == 0 {
 			l.queue, l.head = l.queue[:0], 0
 		}
-		if d.waiting > 0 && l.len() == d.opts.SoftLimit-1 {
+		if d.waiting > 0 && l.len() == d.lowWater()-1 {
 			d.room.Broadcast()
 		}
 		if l.overloaded && l.len() <= d.opts.SoftLimit/2 {

@@ -1004,34 +1004,45 @@ func TestOfferHoldsTheStreamBackWhileTheLaneIsFullOfWork(t *testing.T) {
 	t.Run("waits for room, then queues", func(t *testing.T) {
 		srv := newHeldServer(t)
 		b := setup(t, func(o *delivery.Options) {
-			o.EndpointInflight, o.QueueLimit, o.SoftLimit, o.StreamWait = 1, 100, 2, time.Minute
+			o.EndpointInflight, o.QueueLimit, o.SoftLimit, o.StreamWait = 1, 100, 8, time.Minute
 		})
 		ep := newEndpoint(t, "ep_offer", srv.URL)
 		ctx := context.Background()
-		for i := range 3 { // one under way, two queued: the soft limit
+		offer := func(i int) {
+			t.Helper()
 			if err := b.d.Offer(ctx, newJob(ep, fmt.Sprintf("msg_o%d", i))); err != nil {
 				t.Fatal(err)
 			}
 		}
+		offer(0)
 		waitfor.True(t, "msg_o0 under way", 10*time.Second, func() bool { return srv.hitsOf("msg_o0") == 1 })
+		for i := 1; i <= 8; i++ { // the soft limit: 8 queued
+			offer(i)
+		}
 		done := make(chan error, 1)
-		go func() { done <- b.d.Offer(ctx, newJob(ep, "msg_o3")) }()
+		go func() { done <- b.d.Offer(ctx, newJob(ep, "msg_o9")) }()
+		// Room for one or two does not wake the stream: it waits until
+		// the lane is below three quarters of its soft limit (6).
+		for i := 0; i < 2; i++ {
+			srv.next()
+			waitfor.True(t, "the next one under way", 10*time.Second, func() bool { return srv.requests() == i+2 })
+		}
 		select {
 		case err := <-done:
-			t.Fatalf("Offer returned (%v) while the lane held its soft limit", err)
+			t.Fatalf("Offer returned (%v) with %d queued; want it waiting for the lane to drain below 6", err, b.d.Queued())
 		case <-time.After(200 * time.Millisecond):
 		}
-		srv.next() // msg_o0 answered, msg_o1 taken: room for one
+		srv.next() // 5 queued now
 		select {
 		case err := <-done:
 			if err != nil {
 				t.Fatal(err)
 			}
 		case <-time.After(10 * time.Second):
-			t.Fatal("Offer still waiting after the lane made room")
+			t.Fatalf("Offer still waiting with %d queued", b.d.Queued())
 		}
 		srv.open()
-		waitfor.True(t, "all 4 delivered", 10*time.Second, func() bool { return b.sink.resultCount() == 4 })
+		waitfor.True(t, "all 10 delivered", 10*time.Second, func() bool { return b.sink.resultCount() == 10 })
 		if p := b.sink.parked(); len(p) != 0 {
 			t.Fatalf("parked %v; a lane making room parks nothing", p)
 		}

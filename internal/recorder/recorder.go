@@ -72,8 +72,11 @@ type Options struct {
 	MaxPending int
 	// FinalFlush bounds the last write after Run's context ends.
 	FinalFlush time.Duration
-	// Hold is how long a batch may wait for results of its new deliveries;
-	// 0 means 100ms, negative writes at once.
+	// Hold is how long a new delivery may wait for its first result before
+	// its row is written without it; 0 means 1s, negative writes at once.
+	// It must cover the time a delivery waits in its endpoint's queue. A
+	// longer hold adds no duplicates after a crash (a result releases its
+	// delivery at once); it only delays the confirmed position.
 	Hold time.Duration
 }
 
@@ -137,7 +140,7 @@ func New(opts Options) *Recorder {
 		opts.FinalFlush = 10 * time.Second
 	}
 	if opts.Hold == 0 {
-		opts.Hold = 100 * time.Millisecond
+		opts.Hold = time.Second
 	}
 	r := &Recorder{opts: opts, log: opts.Logger, m: opts.Metrics, next: newPending(), held: map[string]*held{}, healthy: true,
 		kick: make(chan struct{}, 1), recov: make(chan struct{})}

@@ -95,7 +95,8 @@ func setupOn(t *testing.T, dsn string, mutate func(*recorder.Options)) *bundle {
 	t.Helper()
 	b := &bundle{st: openStore(t, dsn), dsn: dsn}
 	b.sched = &scheduler{pool: b.st.Pool()}
-	opts := recorder.Options{Store: b.st, Slot: slot, Scheduler: b.sched}
+	// A short hold keeps the tests quick; the hold's own test sets its own.
+	opts := recorder.Options{Store: b.st, Slot: slot, Scheduler: b.sched, Hold: 100 * time.Millisecond}
 	if mutate != nil {
 		mutate(&opts)
 	}

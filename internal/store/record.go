@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // Status is where a delivery stands.
@@ -159,13 +160,29 @@ func queueInsert(q *pgx.Batch, table, onConflict string, cols ...column) {
 	for i, c := range cols {
 		names[i] = c.name
 		params[i] = fmt.Sprintf("$%d::%s[]", i+1, c.typ)
-		args[i] = c.values
+		args[i] = flat(c.values)
 	}
 	sql := "INSERT INTO " + table + " (" + strings.Join(names, ", ") + ") SELECT * FROM unnest(" + strings.Join(params, ", ") + ")"
 	if onConflict != "" {
 		sql += " " + onConflict
 	}
 	q.Queue(sql, args...)
+}
+
+// flat hands pgx slices it would otherwise encode through reflection (a
+// few µs per row at full speed) as flat arrays it indexes directly.
+func flat(values any) any {
+	switch v := values.(type) {
+	case []*string:
+		return pgtype.FlatArray[*string](v)
+	case []*int32:
+		return pgtype.FlatArray[*int32](v)
+	case []*time.Time:
+		return pgtype.FlatArray[*time.Time](v)
+	case [][]byte:
+		return pgtype.FlatArray[[]byte](v)
+	}
+	return values
 }
 
 func optString(s string) *string {
@@ -300,7 +317,7 @@ func (s *Store) WriteBatch(ctx context.Context, b *Batch) error {
 			FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::int[], $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[])
 				AS u(id, status, attempts, next_retry_at, code, response, error, updated_at, delivered_at)
 			WHERE d.id = u.id`,
-			ids, statuses, attempts, next, codes, responses, errs, updated, delivered)
+			ids, statuses, attempts, flat(next), flat(codes), flat(responses), flat(errs), updated, flat(delivered))
 	}
 	queueHealth(&q, b.Health)
 	if len(b.EventTypes) > 0 {

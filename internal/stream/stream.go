@@ -62,8 +62,17 @@ type Relation struct {
 	Namespace string
 	Name      string
 	Columns   []string
-	index     map[string]int
+	// Types are the columns' type OIDs: a json or jsonb column's values
+	// were validated by Postgres already.
+	Types []uint32
+	index map[string]int
 }
+
+// Type OIDs of Postgres' JSON types.
+const (
+	OIDJSON  = 114
+	OIDJSONB = 3802
+)
 
 // Column returns the position of a column, or -1.
 func (r *Relation) Column(name string) int {
@@ -353,9 +362,10 @@ func (s *Stream) decode(dec *decoder, data []byte, rels map[uint32]*Relation, tx
 	switch m.typ {
 	case msgRelation:
 		r := &Relation{ID: m.relID, Namespace: string(m.namespace), Name: string(m.name),
-			Columns: make([]string, len(m.relCols)), index: make(map[string]int, len(m.relCols))}
+			Columns: make([]string, len(m.relCols)), Types: make([]uint32, len(m.relCols)), index: make(map[string]int, len(m.relCols))}
 		for i, c := range m.relCols {
 			r.Columns[i] = string(c.name)
+			r.Types[i] = c.typeOID
 			r.index[r.Columns[i]] = i
 		}
 		rels[m.relID] = r
