@@ -165,6 +165,7 @@ type lane struct {
 	// overloaded: it made no room for StreamWait, so Offer does not wait
 	// for it until it has drained to half the soft limit.
 	overloaded bool
+	pops       uint64 // jobs taken from the queue, to tell slow from stuck
 }
 
 func (l *lane) len() int { return len(l.queue) - l.head }
@@ -296,23 +297,44 @@ func (d *Dispatcher) Offer(ctx context.Context, j *Job) error {
 		d.mu.Unlock()
 	}
 	t := time.AfterFunc(d.opts.StreamWait, func() { expired.Store(true); wake() })
+	// A lane that starts nothing at all for a tenth of that is stuck (its
+	// requests hang): no need to wait the whole of StreamWait to know.
+	lastPops, stuck, done := l.pops, false, false
+	var tp *time.Timer
+	tick := d.opts.StreamWait / 10
+	tp = time.AfterFunc(tick, func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if done {
+			return
+		}
+		if l.pops == lastPops {
+			stuck = true
+			d.room.Broadcast()
+			return
+		}
+		lastPops = l.pops
+		tp.Reset(tick)
+	})
 	stop := context.AfterFunc(ctx, wake)
 	// Once waiting, wait for a quarter of the lane to drain, not for one
 	// slot: one wake-up per few dozen jobs instead of one per job.
 	d.waiting++
 	for l.len() >= d.lowWater() && !l.overloaded && !d.stopped && ctx.Err() == nil {
-		if expired.Load() {
+		if expired.Load() || stuck {
 			l.overloaded = true
 			d.log.Info("endpoint is overloaded: its queue made no room; the stream goes on without waiting for it",
-				"endpoint_id", j.Endpoint.ID, "queued", l.len(), "waited", d.opts.StreamWait)
+				"endpoint_id", j.Endpoint.ID, "queued", l.len(), "moving", !stuck)
 			break
 		}
 		d.room.Wait()
 		l = d.laneOf(j.Endpoint.ID)
 	}
 	d.waiting--
+	done = true // the progress check must not re-arm itself any more
 	d.mu.Unlock()
 	t.Stop()
+	tp.Stop()
 	stop()
 	if err := ctx.Err(); err != nil {
 		return err
@@ -361,6 +383,7 @@ func (d *Dispatcher) work(endpointID string, l *lane) {
 		j := l.queue[l.head]
 		l.queue[l.head] = nil
 		l.head++
+		l.pops++
 		if l.len() == 0 {
 			l.queue, l.head = l.queue[:0], 0
 		}

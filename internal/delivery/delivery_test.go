@@ -1021,6 +1021,7 @@ func TestOfferHoldsTheStreamBackWhileTheLaneIsFullOfWork(t *testing.T) {
 		}
 		done := make(chan error, 1)
 		go func() { done <- b.d.Offer(ctx, newJob(ep, "msg_o9")) }()
+		waitfor.True(t, "the offer waiting", 10*time.Second, func() bool { return b.d.WaitingOffers() == 1 })
 		// Room for one or two does not wake the stream: it waits until
 		// the lane is below three quarters of its soft limit (6).
 		for i := 0; i < 2; i++ {
@@ -1050,7 +1051,7 @@ func TestOfferHoldsTheStreamBackWhileTheLaneIsFullOfWork(t *testing.T) {
 	t.Run("a lane that makes no room is overloaded and not waited for", func(t *testing.T) {
 		srv := newHeldServer(t)
 		b := setup(t, func(o *delivery.Options) {
-			o.EndpointInflight, o.QueueLimit, o.SoftLimit, o.StreamWait = 1, 4, 2, 50*time.Millisecond
+			o.EndpointInflight, o.QueueLimit, o.SoftLimit, o.StreamWait = 1, 4, 2, 5*time.Second
 		})
 		ep := newEndpoint(t, "ep_slow", srv.URL)
 		ctx := context.Background()
@@ -1060,10 +1061,11 @@ func TestOfferHoldsTheStreamBackWhileTheLaneIsFullOfWork(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		// One wait of StreamWait at most, then the lane fills to its
-		// limit and the rest is parked.
-		if took := time.Since(start); took > 5*time.Second {
-			t.Fatalf("8 offers took %s", took)
+		// Its request hangs: the lane starts nothing, which is known after
+		// a tenth of StreamWait (500ms), not the whole 5s. Then the lane
+		// fills to its limit and the rest is parked.
+		if took := time.Since(start); took > 3*time.Second {
+			t.Fatalf("8 offers took %s; a stuck lane must be given up on early", took)
 		}
 		if q, p := b.d.Queued(), len(b.sink.parked()); q+p < 7 || p == 0 {
 			t.Fatalf("queued %d, parked %d; want the lane full and the rest parked", q, p)

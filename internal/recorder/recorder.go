@@ -14,10 +14,12 @@
 //     delivery is held back from the batches for up to Hold, waiting for
 //     its first result (the first attempt of a healthy endpoint takes
 //     milliseconds): one row per delivery instead of an insert and an
-//     update. Its event is written at once. Only the confirmed position
-//     lags, by Hold at most: a transaction counts as recorded once every
-//     one of its deliveries has left the hold and its batch has committed,
-//     and transactions count in commit order.
+//     update. Only the confirmed position lags, by Hold at most: a
+//     transaction counts as recorded once every one of its deliveries has
+//     left the hold and its batch has committed, and transactions count in
+//     commit order. A batch is written when it confirms more of the stream,
+//     holds a retry, park or health change, or is big; so at a low rate an
+//     event, its delivery and its attempt are one commit.
 //   - A retry or a parked delivery is handed to the scheduler only after
 //     the batch that holds its row is committed, so the scheduler always
 //     finds it when it reads it back.
@@ -72,6 +74,9 @@ type Options struct {
 	MaxPending int
 	// FinalFlush bounds the last write after Run's context ends.
 	FinalFlush time.Duration
+	// Linger is the least time between the starts of two commits, unless
+	// a batch is big; 0 means 10ms, negative none.
+	Linger time.Duration
 	// Hold is how long a new delivery may wait for its first result before
 	// its row is written without it; 0 means 1s, negative writes at once.
 	// It must cover the time a delivery waits in its endpoint's queue. A
@@ -96,7 +101,8 @@ type Recorder struct {
 	kick    chan struct{}
 	recov   chan struct{} // closed when the store is writable again
 
-	durable atomic.Uint64
+	durable   atomic.Uint64
+	lastFlush time.Time // start of the last commit; under mu
 }
 
 type pendingBatch struct {
@@ -138,6 +144,9 @@ func New(opts Options) *Recorder {
 	}
 	if opts.FinalFlush <= 0 {
 		opts.FinalFlush = 10 * time.Second
+	}
+	if opts.Linger == 0 {
+		opts.Linger = 10 * time.Millisecond
 	}
 	if opts.Hold == 0 {
 		opts.Hold = time.Second
@@ -347,13 +356,35 @@ func (r *Recorder) Run(ctx context.Context) {
 			cancel()
 			return
 		}
+		if linger := r.lingerFor(); linger > 0 {
+			hold.Reset(linger) // too soon after the last commit: gather more first
+			continue
+		}
 		if !r.drain(wctx, ctx, false) {
 			return
 		}
-		if wait := r.holdFor(); wait > 0 {
-			hold.Reset(wait)
+		next := r.holdFor()
+		if linger := r.lingerFor(); linger > 0 && (next == 0 || linger < next) {
+			next = linger // what arrived during the commit is written after it
+		}
+		if next > 0 {
+			hold.Reset(next)
 		}
 	}
+}
+
+// lingerFor is how long to wait before the next commit: commits start at
+// most once per Linger unless a batch is big, so that at a moderate rate
+// one commit carries many transactions instead of one each (a commit's
+// fixed cost, in walhook and in Postgres, is most of the cost at 1,000
+// events/s). Requests never wait for it: they are sent before recording.
+func (r *Recorder) lingerFor() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.next.written >= r.opts.MaxPending/4 {
+		return 0
+	}
+	return time.Until(r.lastFlush.Add(r.opts.Linger))
 }
 
 // holdFor releases the held deliveries whose hold has ended and says how
@@ -383,26 +414,37 @@ func (r *Recorder) drain(wctx, stop context.Context, force bool) bool {
 		} else {
 			r.holdFor()
 		}
-		wrote, ok := r.flushOnce(wctx, stop)
+		wrote, ok := r.flushOnce(wctx, stop, force)
 		if !ok {
 			return false
 		}
-		if !wrote {
-			return true
+		if !wrote || !force {
+			return true // unforced: the next one waits for Linger
 		}
 	}
 }
 
+// worthWriting reports whether the pending batch should be written now:
+// it confirms more of the stream, or holds what someone waits for (a retry
+// to schedule, a park, a health change), or it is big. A batch of events
+// whose deliveries are still held waits for them, so that at a low rate an
+// event, its delivery and its attempt are one commit, not two. Under r.mu.
+func (r *Recorder) worthWriting(p *pendingBatch) bool {
+	return p.maxEnd > r.durable.Load() || len(p.b.Updates) > 0 || len(p.parks) > 0 || len(p.b.Health) > 0 ||
+		p.written >= r.opts.MaxPending/4
+}
+
 // flushOnce writes the pending batch, retrying failures until stop ends. It
 // reports whether there was anything to write and whether it was written.
-func (r *Recorder) flushOnce(wctx, stop context.Context) (wrote, ok bool) {
+func (r *Recorder) flushOnce(wctx, stop context.Context, force bool) (wrote, ok bool) {
 	r.mu.Lock()
 	p := r.next
-	if p.written == 0 && p.maxEnd == 0 {
+	if p.written == 0 && p.maxEnd == 0 || !force && !r.worthWriting(p) {
 		r.mu.Unlock()
 		return false, true
 	}
 	r.next = newPending()
+	r.lastFlush = time.Now()
 	r.cond.Broadcast()
 	r.mu.Unlock()
 
