@@ -375,6 +375,8 @@ func TestBadRowsAreDeadLetteredAndTheStreamMovesOn(t *testing.T) {
 	pgtest.Exec(t, db.DSN, `INSERT INTO webhook_outbox (event_type, payload) VALUES ('', '{}')`)
 	pgtest.Exec(t, db.DSN, `INSERT INTO webhook_outbox (event_type, payload) VALUES ('big', $1)`, `{"x":"`+strings.Repeat("a", 200)+`"}`)
 	pgtest.Exec(t, db.DSN, `INSERT INTO webhook_outbox (event_type, payload) VALUES ('scalar', '"just a string"')`) // outbox.payload_kinds: objects, arrays
+	// It would go into a header: a line break could add headers or end the request.
+	pgtest.Exec(t, db.DSN, `INSERT INTO webhook_outbox (event_type, payload) VALUES (E'order.x\r\nX-Injected: yes', '{}')`)
 	// The table changes under the stream: the new Relation message must be used.
 	pgtest.Exec(t, db.DSN, `ALTER TABLE webhook_outbox ADD COLUMN extra text`)
 	pgtest.Exec(t, db.DSN, `INSERT INTO webhook_outbox (event_type, payload, extra) VALUES ('order.created', '{"ok":true}', 'x')`)
@@ -389,11 +391,11 @@ func TestBadRowsAreDeadLetteredAndTheStreamMovesOn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(reasons) != 3 || !strings.Contains(reasons[0], "event type") || !strings.Contains(reasons[1], "max_payload_bytes") ||
-		!strings.Contains(reasons[2], "payload is a JSON string") {
+	if len(reasons) != 4 || !strings.Contains(reasons[0], "event type") || !strings.Contains(reasons[1], "max_payload_bytes") ||
+		!strings.Contains(reasons[2], "payload is a JSON string") || !strings.Contains(reasons[3], "control characters") {
 		t.Fatalf("dead letters = %q", reasons)
 	}
-	for reason, want := range map[string]float64{metrics.DeadEmptyType: 1, metrics.DeadTooLarge: 1, metrics.DeadPayloadKind: 1} {
+	for reason, want := range map[string]float64{metrics.DeadEmptyType: 1, metrics.DeadTooLarge: 1, metrics.DeadPayloadKind: 1, metrics.DeadOther: 1} {
 		if got := counterValue(t, s, "walhook_dead_letters_total", "reason", reason); got != want {
 			t.Errorf("walhook_dead_letters_total{reason=%q} = %v, want %v", reason, got, want)
 		}

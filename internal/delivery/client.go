@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"github.com/walhook/walhook/internal/netguard"
 )
 
 // poster is the HTTP/1.1 client that sends webhook POSTs.
@@ -31,15 +33,18 @@ import (
 // attempt's own goroutine, on a pooled keep-alive connection, under one
 // deadline for the whole attempt. TLS is crypto/tls with ALPN http/1.1.
 type poster struct {
-	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
-	tls         *tls.Config // base configuration; ServerName is set per host
-	maxIdle     int         // idle connections kept per host
-	idleTimeout time.Duration
+	dial         func(ctx context.Context, network, addr string) (net.Conn, error)
+	tls          *tls.Config // base configuration; ServerName is set per host
+	maxIdle      int         // idle connections kept per host
+	maxIdleTotal int         // and in all
+	idleTimeout  time.Duration
 
-	mu      sync.Mutex
-	idle    map[string][]*pconn // target key → idle connections, most recent last
-	closed  bool
-	targets sync.Map // raw URL → *target
+	mu        sync.Mutex
+	idle      map[string][]*pconn // target key → idle connections, most recent last
+	nidle     int
+	lastSweep time.Time
+	closed    bool
+	targets   sync.Map // raw URL → *target
 }
 
 // target is a parsed endpoint URL.
@@ -54,6 +59,7 @@ type target struct {
 // pconn is a connection with its reader and a reusable request buffer.
 type pconn struct {
 	net.Conn
+	raw    syscall.RawConn // the TCP socket under TLS, to check it is still open
 	br     *bufio.Reader
 	buf    []byte
 	idleAt time.Time
@@ -77,11 +83,17 @@ var hopHeaders = map[string]bool{
 	"keep-alive": true, "te": true, "trailer": true, "upgrade": true, "proxy-connection": true,
 }
 
-func newPoster(dial func(ctx context.Context, network, addr string) (net.Conn, error), base *tls.Config, maxIdle int) *poster {
+// idleCheck is how long a connection may sit idle before it is checked
+// for a close by the server before reuse (servers close idle connections
+// after a few seconds: Node after 5s, many proxies after 60s).
+const idleCheck = time.Second
+
+func newPoster(dial func(ctx context.Context, network, addr string) (net.Conn, error), base *tls.Config, maxIdle, maxIdleTotal int) *poster {
 	if base == nil {
 		base = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
-	return &poster{dial: dial, tls: base, maxIdle: max(maxIdle, 1), idleTimeout: 90 * time.Second, idle: map[string][]*pconn{}}
+	return &poster{dial: dial, tls: base, maxIdle: max(maxIdle, 1), maxIdleTotal: max(maxIdleTotal, maxIdle, 1),
+		idleTimeout: 90 * time.Second, idle: map[string][]*pconn{}, lastSweep: time.Now()}
 }
 
 // targetOf parses and caches an endpoint URL.
@@ -93,7 +105,8 @@ func (p *poster) targetOf(raw string) (*target, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse endpoint URL: %w", err)
 	}
-	t := &target{host: u.Host, requestURI: u.RequestURI()}
+	hostname := netguard.ASCIIHost(u.Hostname())
+	t := &target{host: netguard.ASCIIHost(u.Host), requestURI: u.RequestURI()}
 	port := u.Port()
 	switch u.Scheme {
 	case "http":
@@ -105,15 +118,15 @@ func (p *poster) targetOf(raw string) (*target, error) {
 			port = "443"
 		}
 		t.tls = p.tls.Clone()
-		t.tls.ServerName = u.Hostname()
+		t.tls.ServerName = hostname
 		t.tls.NextProtos = []string{"http/1.1"}
 	default:
 		return nil, fmt.Errorf("endpoint URL scheme %q is not http or https", u.Scheme)
 	}
-	if u.Hostname() == "" {
+	if hostname == "" {
 		return nil, errors.New("endpoint URL has no host")
 	}
-	t.addr = net.JoinHostPort(u.Hostname(), port)
+	t.addr = net.JoinHostPort(hostname, port)
 	t.key = u.Scheme + "://" + t.addr
 	if p.lenTargets() < 100_000 { // a bound against URLs that change all the time
 		p.targets.Store(raw, t)
@@ -139,25 +152,30 @@ type request struct {
 
 // post sends the request and reads the answer. A connection taken from the
 // pool that turns out closed by the server before answering is replaced by
-// a new one, once: the request was not processed (an at-least-once sender
-// may resend in any case; the webhook-id stays the same).
+// the next one, or a new one: the request was not processed (an
+// at-least-once sender may resend in any case; the webhook-id stays the
+// same). Each such try uses up one dead connection, so it ends.
 func (p *poster) post(ctx context.Context, r *request) (reply, error) {
 	t, err := p.targetOf(r.url)
 	if err != nil {
 		return reply{}, err
 	}
-	for try := 0; ; try++ {
+	head, err := appendHead(nil, t, r)
+	if err != nil {
+		return reply{}, err
+	}
+	for {
 		c, reused, err := p.conn(ctx, t, r.deadline)
 		if err != nil {
 			return reply{}, err
 		}
-		a, keep, started, err := p.roundTrip(ctx, c, t, r)
+		a, keep, started, err := p.roundTrip(ctx, c, head, r)
 		if err == nil && keep {
 			p.put(t, c)
 		} else {
 			c.Close()
 		}
-		if err != nil && reused && !started && try == 0 && isReset(err) && ctx.Err() == nil {
+		if err != nil && reused && !started && isReset(err) && ctx.Err() == nil {
 			continue
 		}
 		return a, err
@@ -172,7 +190,9 @@ func (p *poster) conn(ctx context.Context, t *target, deadline time.Time) (*pcon
 		c := list[len(list)-1]
 		list[len(list)-1] = nil
 		p.idle[t.key] = list[:len(list)-1]
-		if now.Sub(c.idleAt) < p.idleTimeout {
+		p.nidle--
+		idle := now.Sub(c.idleAt)
+		if idle < idleCheck || idle < p.idleTimeout && c.open() {
 			p.mu.Unlock()
 			return c, true, nil
 		}
@@ -193,20 +213,71 @@ func (p *poster) conn(ctx context.Context, t *target, deadline time.Time) (*pcon
 		}
 		nc = tc
 	}
-	return &pconn{Conn: nc, br: bufio.NewReaderSize(nc, 4096)}, false, nil
+	c := &pconn{Conn: nc, br: bufio.NewReaderSize(nc, 4096)}
+	if sc, ok := rawConn(nc).(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
+	}
+	return c, false, nil
+}
+
+// rawConn is the network connection under TLS.
+func rawConn(c net.Conn) net.Conn {
+	if tc, ok := c.(*tls.Conn); ok {
+		return tc.NetConn()
+	}
+	return c
+}
+
+// open reports whether an idle connection can still be used: the server
+// has neither closed it nor sent anything (an idle HTTP/1.1 connection
+// receives nothing; some servers send a 408 before closing).
+func (c *pconn) open() bool {
+	if c.br.Buffered() > 0 {
+		return false
+	}
+	if c.raw == nil {
+		return true
+	}
+	return socketOpen(c.raw)
 }
 
 // put returns a connection to the pool, or closes it if the pool is full.
+// Now and then it closes the connections idle too long, so hosts no longer
+// called do not keep theirs.
 func (p *poster) put(t *target, c *pconn) {
-	c.idleAt = time.Now()
+	now := time.Now()
+	c.idleAt = now
+	var stale []*pconn
 	p.mu.Lock()
-	if !p.closed && len(p.idle[t.key]) < p.maxIdle {
+	if !p.closed && len(p.idle[t.key]) < p.maxIdle && p.nidle < p.maxIdleTotal {
 		p.idle[t.key] = append(p.idle[t.key], c)
+		p.nidle++
 		c = nil
+	}
+	if now.Sub(p.lastSweep) > p.idleTimeout/3 {
+		p.lastSweep = now
+		for key, list := range p.idle {
+			kept := list[:0]
+			for _, ic := range list {
+				if now.Sub(ic.idleAt) < p.idleTimeout {
+					kept = append(kept, ic)
+				} else {
+					stale = append(stale, ic)
+				}
+			}
+			clear(list[len(kept):])
+			if p.idle[key] = kept; len(kept) == 0 {
+				delete(p.idle, key)
+			}
+		}
+		p.nidle -= len(stale)
 	}
 	p.mu.Unlock()
 	if c != nil {
 		c.Close()
+	}
+	for _, ic := range stale {
+		ic.Close()
 	}
 }
 
@@ -215,6 +286,7 @@ func (p *poster) closeIdle(stop bool) {
 	p.mu.Lock()
 	idle := p.idle
 	p.idle = map[string][]*pconn{}
+	p.nidle = 0
 	p.closed = p.closed || stop
 	p.mu.Unlock()
 	for _, list := range idle {
@@ -226,30 +298,47 @@ func (p *poster) closeIdle(stop bool) {
 
 // roundTrip writes the request and reads the answer on c. keep says whether
 // c may be reused; started whether the server sent anything back.
-func (p *poster) roundTrip(ctx context.Context, c *pconn, t *target, r *request) (a reply, keep, started bool, err error) {
+func (p *poster) roundTrip(ctx context.Context, c *pconn, head []byte, r *request) (a reply, keep, started bool, err error) {
 	if err := c.SetDeadline(r.deadline); err != nil {
 		return a, false, false, fmt.Errorf("set deadline: %w", err)
 	}
-	// Stopping cuts the attempt short through the deadline.
+	// Stopping cuts the attempt short through the deadline; a connection
+	// it touched is not reused.
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	defer func() {
+		if !stop() {
+			keep = false
+		}
+	}()
 
-	c.buf = appendRequest(c.buf[:0], t, r)
-	if _, err := c.Write(c.buf); err != nil {
-		return a, false, false, fmt.Errorf("write request: %w", err)
-	}
+	c.buf = append(append(c.buf[:0], head...), r.body...)
+	_, werr := c.Write(c.buf)
 	if cap(c.buf) > 64<<10 {
 		c.buf = nil // one huge payload does not pin its buffer to the connection
 	}
 	a, keep, started, err = readAnswer(c.br, r.limit)
-	if err != nil {
+	switch {
+	case werr != nil && err == nil:
+		// The server answered before reading the whole request (a 413,
+		// say): its answer stands, the connection does not.
+		return a, false, true, nil
+	case werr != nil:
+		return a, false, started, fmt.Errorf("write request: %w", werr)
+	case err != nil:
 		return a, false, started, fmt.Errorf("read response: %w", err)
 	}
-	return a, keep, true, nil
+	// Anything after the answer is not for the next request.
+	return a, keep && c.br.Buffered() == 0, true, nil
 }
 
-// appendRequest appends the request's bytes: head and body, for one Write.
-func appendRequest(b []byte, t *target, r *request) []byte {
+// errHeader is a header value that would break the request's framing.
+var errHeader = errors.New("header value contains a line break or control character")
+
+// appendHead appends the request's head: request line and headers.
+// walhook's own headers must be valid (an event type is checked when it is
+// streamed; this is the last line of defence); an endpoint's custom ones
+// that are not, or that would frame or route the request, are left out.
+func appendHead(b []byte, t *target, r *request) ([]byte, error) {
 	b = append(b, "POST "...)
 	b = append(b, t.requestURI...)
 	b = append(b, " HTTP/1.1\r\nHost: "...)
@@ -258,16 +347,18 @@ func appendRequest(b []byte, t *target, r *request) []byte {
 	b = strconv.AppendInt(b, int64(len(r.body)), 10)
 	b = append(b, "\r\n"...)
 	for k, v := range r.extra {
-		if hopHeaders[strings.ToLower(k)] || !validHeader(k, v) || setByWalhook(r.headers, k) {
+		if hopHeaders[strings.ToLower(k)] || !validName(k) || !validValue(v) || setByWalhook(r.headers, k) {
 			continue
 		}
 		b = appendHeader(b, k, v)
 	}
 	for _, h := range r.headers {
+		if !validValue(h[1]) {
+			return nil, fmt.Errorf("%w: %s", errHeader, h[0])
+		}
 		b = appendHeader(b, h[0], h[1])
 	}
-	b = append(b, "\r\n"...)
-	return append(b, r.body...)
+	return append(b, "\r\n"...), nil
 }
 
 func appendHeader(b []byte, k, v string) []byte {
@@ -288,12 +379,29 @@ func setByWalhook(headers [][2]string, k string) bool {
 	return false
 }
 
-// validHeader refuses what would break the request's framing.
-func validHeader(k, v string) bool {
-	if k == "" || strings.ContainsAny(k, " :\r\n\t") {
+// validName is a header name's token syntax (RFC 9110).
+func validName(k string) bool {
+	if k == "" {
 		return false
 	}
-	return !strings.ContainsAny(v, "\r\n")
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// validValue refuses control characters (a tab excepted), which could end
+// the header or the request.
+func validValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // errMalformed is an answer that is not HTTP/1.x.
@@ -307,9 +415,10 @@ func readAnswer(br *bufio.Reader, limit int) (a reply, keep, started bool, err e
 		contentLength int64 = -1
 		chunked       bool
 		close10       bool
+		headBytes     int
 	)
 	for {
-		line, err := readLine(br)
+		line, err := readLine(br, &headBytes)
 		if err != nil {
 			return a, false, started || len(line) > 0, err
 		}
@@ -325,7 +434,7 @@ func readAnswer(br *bufio.Reader, limit int) (a reply, keep, started bool, err e
 		close10 = proto == "HTTP/1.0"
 		contentLength, chunked, keep = -1, false, !close10
 		for {
-			h, err := readLine(br)
+			h, err := readLine(br, &headBytes)
 			if err != nil {
 				return a, false, true, err
 			}
@@ -375,11 +484,13 @@ func readAnswer(br *bufio.Reader, limit int) (a reply, keep, started bool, err e
 		return a, keep, true, nil
 	}
 	var body io.Reader
+	var sized *io.LimitedReader
 	switch {
 	case chunked:
 		body = httputil.NewChunkedReader(br)
 	case contentLength >= 0:
-		body = io.LimitReader(br, contentLength)
+		sized = &io.LimitedReader{R: br, N: contentLength}
+		body = sized
 	default:
 		body, keep = br, false // delimited by the connection's end
 	}
@@ -389,7 +500,7 @@ func readAnswer(br *bufio.Reader, limit int) (a reply, keep, started bool, err e
 	case err == io.EOF && chunked:
 		// The trailer section ends the body.
 		for {
-			h, err := readLine(br)
+			h, err := readLine(br, &headBytes)
 			if err != nil {
 				return a, false, true, nil
 			}
@@ -397,6 +508,8 @@ func readAnswer(br *bufio.Reader, limit int) (a reply, keep, started bool, err e
 				break
 			}
 		}
+	case err == io.EOF && sized != nil && sized.N > 0:
+		keep = false // the server sent less than it announced
 	case err == io.EOF:
 		// The whole body was read.
 	default:
@@ -407,11 +520,28 @@ func readAnswer(br *bufio.Reader, limit int) (a reply, keep, started bool, err e
 	return a, keep, true, nil
 }
 
-// readLine reads one header or status line without its CRLF.
-func readLine(br *bufio.Reader) (string, error) {
+// maxHead bounds a response's status line and headers together.
+const maxHead = 1 << 20
+
+// readLine reads one header or status line without its CRLF. A line longer
+// than the reader's buffer is cut there (its rest is read and dropped: no
+// header walhook reads is that long); n counts the head's bytes against
+// maxHead.
+func readLine(br *bufio.Reader, n *int) (string, error) {
 	line, err := br.ReadSlice('\n')
+	*n += len(line)
 	if err == bufio.ErrBufferFull {
-		return "", fmt.Errorf("%w: header line longer than %d bytes", errMalformed, br.Size())
+		kept := string(line)
+		for err == bufio.ErrBufferFull && *n <= maxHead {
+			line, err = br.ReadSlice('\n')
+			*n += len(line)
+		}
+		if err == nil {
+			line = []byte(kept)
+		}
+	}
+	if *n > maxHead {
+		return "", fmt.Errorf("%w: head longer than %d bytes", errMalformed, maxHead)
 	}
 	if err != nil {
 		if err == io.EOF && len(line) > 0 {

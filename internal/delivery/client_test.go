@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,20 +13,24 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/walhook/walhook/internal/waitfor"
 )
 
 // rawServer answers each request it reads with the next scripted response,
 // byte for byte; after a response whose script ends in "<close>" it closes
 // the connection. It counts connections and requests.
 type rawServer struct {
-	ln      net.Listener
-	mu      sync.Mutex
-	script  []string
-	conns   int
-	bodies  []string
-	headers []http.Header
+	ln        net.Listener
+	mu        sync.Mutex
+	script    []string
+	conns     int
+	bodies    []string
+	headers   []http.Header
+	firstDone bool // the first connection has ended
 }
 
 func newRawServer(t *testing.T, script ...string) *rawServer {
@@ -48,8 +53,17 @@ func newRawServer(t *testing.T, script ...string) *rawServer {
 			s.mu.Lock()
 			s.conns++
 			s.mu.Unlock()
+			first := s.conns == 1
 			wg.Add(1)
-			go func() { defer wg.Done(); s.serve(c) }()
+			go func() {
+				defer wg.Done()
+				s.serve(c)
+				if first {
+					s.mu.Lock()
+					s.firstDone = true
+					s.mu.Unlock()
+				}
+			}()
 		}
 	}()
 	return s
@@ -73,6 +87,13 @@ func (s *rawServer) serve(c net.Conn) {
 		}
 		s.mu.Unlock()
 		raw, closeAfter := strings.CutSuffix(resp, "<close>")
+		if now, later, ok := strings.Cut(raw, "<later>"); ok {
+			// Answer, then say something more while idle, and close.
+			_, _ = io.WriteString(c, now)
+			time.Sleep(1100 * time.Millisecond)
+			_, _ = io.WriteString(c, later)
+			return
+		}
 		if resp == "<hang>" {
 			_, _ = io.Copy(io.Discard, br) // until the client gives up
 			return
@@ -93,7 +114,7 @@ func (s *rawServer) counts() (conns, requests int) {
 
 func testPoster() *poster {
 	var d net.Dialer
-	return newPoster(d.DialContext, nil, 4)
+	return newPoster(d.DialContext, nil, 4, 16)
 }
 
 func post(t *testing.T, p *poster, url string, body string) (reply, error) {
@@ -247,7 +268,7 @@ func TestPosterSpeaksHTTP11OverTLS(t *testing.T) {
 	t.Cleanup(srv.Close)
 	roots := srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
 	var d net.Dialer
-	p := newPoster(d.DialContext, &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, 2)
+	p := newPoster(d.DialContext, &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, 2, 2)
 	defer p.closeIdle(true)
 	for range 2 {
 		a, err := post(t, p, srv.URL+"/hook", `{}`)
@@ -259,8 +280,110 @@ func TestPosterSpeaksHTTP11OverTLS(t *testing.T) {
 		t.Fatal("the server saw no HTTP/1.1 request")
 	}
 	// A certificate the roots do not trust is refused.
-	untrusting := newPoster(d.DialContext, nil, 1)
+	untrusting := newPoster(d.DialContext, nil, 1, 1)
 	if _, err := post(t, untrusting, srv.URL+"/hook", `{}`); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("err = %v, want a certificate error", err)
+	}
+}
+
+func TestPosterNeverSendsABrokenHead(t *testing.T) {
+	srv := newRawServer(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	p := testPoster()
+	defer p.closeIdle(true)
+	_, err := p.post(context.Background(), &request{url: srv.url(), body: []byte(`{}`), limit: 10, deadline: time.Now().Add(2 * time.Second),
+		headers: [][2]string{{"X-Webhook-Event", "order.x\r\nX-Injected: yes"}}})
+	if !errors.Is(err, errHeader) {
+		t.Fatalf("err = %v, want errHeader", err)
+	}
+	if conns, reqs := srv.counts(); conns != 0 || reqs != 0 {
+		t.Fatalf("%d connections, %d requests; nothing may be sent", conns, reqs)
+	}
+}
+
+func TestPosterSurvivesConnectionsTheServerClosedWhileIdle(t *testing.T) {
+	var closed atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(20 * time.Millisecond) // so the four requests need four connections
+		_, _ = io.WriteString(w, "ok")
+	}))
+	srv.Config.IdleTimeout = 100 * time.Millisecond
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			closed.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	p := testPoster()
+	defer p.closeIdle(true)
+	round := func() {
+		t.Helper()
+		var wg sync.WaitGroup
+		errs := make(chan error, 4)
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if a, err := post(t, p, srv.URL+"/hook", `{}`); err != nil || a.status != 200 {
+					errs <- fmt.Errorf("%+v, %v", a, err)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+	}
+	round()
+	waitfor.True(t, "the server closing the idle connections", 10*time.Second, func() bool { return closed.Load() >= 4 })
+	round() // every pooled connection is dead: none of it may fail an attempt
+}
+
+func TestPosterDropsAConnectionWithStrayBytes(t *testing.T) {
+	// Some proxies answer 408 on an idle connection before closing it: that
+	// answer must not become the next request's.
+	srv := newRawServer(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n<later>HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n",
+		"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+	p := testPoster()
+	defer p.closeIdle(true)
+	if a, err := post(t, p, srv.url(), `{}`); err != nil || a.status != 200 {
+		t.Fatalf("%+v, %v", a, err)
+	}
+	waitfor.True(t, "the 408 sent", 10*time.Second, func() bool {
+		conns, _ := srv.counts()
+		return conns == 1 && serverDone(srv)
+	})
+	if a, err := post(t, p, srv.url(), `{}`); err != nil || a.status != 201 {
+		t.Fatalf("second request: %+v, %v; want its own 201", a, err)
+	}
+}
+
+// serverDone reports whether the raw server's first connection has ended.
+func serverDone(s *rawServer) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.firstDone
+}
+
+func TestPosterToleratesLongHeadersAndShortBodies(t *testing.T) {
+	long := strings.Repeat("a", 10000)
+	srv := newRawServer(t,
+		"HTTP/1.1 200 OK\r\nSet-Cookie: x="+long+"\r\nContent-Length: 2\r\n\r\nok",
+		"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\nab<close>",
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	p := testPoster()
+	defer p.closeIdle(true)
+	if a, err := post(t, p, srv.url(), `{}`); err != nil || a.status != 200 || a.snippet != "ok" {
+		t.Fatalf("a 10 kB header line: %+v, %v", a, err)
+	}
+	if a, err := post(t, p, srv.url(), `{}`); err != nil || a.status != 200 || a.snippet != "ab" {
+		t.Fatalf("a body cut short: %+v, %v (the status stands)", a, err)
+	}
+	if a, err := post(t, p, srv.url(), `{}`); err != nil || a.snippet != "ok" {
+		t.Fatalf("after a short body: %+v, %v", a, err)
+	}
+	if conns, _ := srv.counts(); conns != 2 {
+		t.Fatalf("%d connections; the one with a short body must not be reused", conns)
 	}
 }

@@ -199,7 +199,7 @@ func New(opts Options, sink Sink) *Dispatcher {
 	d := &Dispatcher{
 		opts:   opts,
 		sink:   sink,
-		client: newPoster(opts.Network.DialContext(dialer), opts.TLS, opts.EndpointInflight),
+		client: newPoster(opts.Network.DialContext(dialer), opts.TLS, opts.EndpointInflight, opts.Workers),
 		sem:    make(chan struct{}, opts.Workers),
 		log:    opts.Logger,
 		m:      opts.Metrics,
@@ -401,7 +401,7 @@ func (d *Dispatcher) work(endpointID string, l *lane) {
 		// A half-empty lane pulls parked deliveries back (those parked
 		// because it was full, or released after its circuit closed).
 		room := d.opts.QueueLimit - l.len()
-		pull := !park && room >= d.opts.QueueLimit/2 && d.opts.Resumer.Parked() > 0
+		pull := !park && room >= d.opts.QueueLimit/2 && d.health[endpointID].closed() && d.opts.Resumer.Parked() > 0
 		d.mu.Unlock()
 		if pull {
 			d.opts.Resumer.Resume(endpointID, room)

@@ -178,19 +178,32 @@ func (d *Dispatcher) EndpointChanged(e *store.Endpoint, oldURL string) {
 	}
 }
 
-// Accepting reports whether the endpoint takes deliveries now: its circuit
-// is closed and its queue is at most half full. Parked deliveries wait
-// while it does not.
-func (d *Dispatcher) Accepting(endpointID string) bool {
+// Accepting reports whether the endpoint takes deliveries now (Room > 0).
+func (d *Dispatcher) Accepting(endpointID string) bool { return d.Room(endpointID) > 0 }
+
+// Room is how many parked deliveries the endpoint takes now: none while its
+// circuit is open (or its probe is under way) or its queue is more than
+// half full; one, the probe, while half-open; else what its queue has room
+// for.
+func (d *Dispatcher) Room(endpointID string) int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	// Half-open without a probe under way: the next delivery released
-	// becomes the probe (parks may arrive after the cooldown's Resume).
-	if h := d.health[endpointID]; h != nil && h.state != closed && (h.state != halfOpen || h.probing) {
-		return false
+	if h := d.health[endpointID]; h != nil && h.state != closed {
+		if h.state == halfOpen && !h.probing {
+			// The next delivery released becomes the probe (parks may
+			// arrive after the cooldown's Resume).
+			return 1
+		}
+		return 0
 	}
-	l := d.lanes[endpointID]
-	return l == nil || l.len() <= d.opts.QueueLimit/2
+	n := 0
+	if l := d.lanes[endpointID]; l != nil {
+		n = l.len()
+	}
+	if n > d.opts.QueueLimit/2 {
+		return 0
+	}
+	return d.opts.QueueLimit - n
 }
 
 // Circuits returns the endpoints whose circuit is not closed, with its state.

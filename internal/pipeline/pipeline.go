@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/walhook/walhook/internal/delivery"
 	"github.com/walhook/walhook/internal/metrics"
@@ -240,6 +241,9 @@ func (p *Pipeline) decode(c *stream.Change, txn *stream.Txn, index int, now time
 		return dead(metrics.DeadEmptyType, "event type is empty or null")
 	case len(typ) > 200:
 		return dead(metrics.DeadOther, "event type is longer than 200 characters")
+	case bytes.ContainsFunc(typ, func(r rune) bool { return r < ' ' || r == 0x7f }) || !utf8.Valid(typ):
+		// It goes into a header (X-Webhook-Event) and the body.
+		return dead(metrics.DeadOther, "event type contains control characters or invalid UTF-8")
 	}
 	payload, ok := get(ob.Payload)
 	// A json or jsonb column holds valid JSON: Postgres checked it.

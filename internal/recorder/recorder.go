@@ -112,6 +112,7 @@ type pendingBatch struct {
 	updIdx  map[string]int // delivery id → index in b.Updates
 	maxEnd  uint64         // end of the last transaction entirely in this batch or earlier ones
 	written int            // rows, for back-pressure
+	retries bool           // a row is retrying: the scheduler waits for its commit
 }
 
 // held is a new delivery waiting, outside any batch, for its first result.
@@ -273,6 +274,7 @@ func (r *Recorder) expire(now time.Time, force bool) {
 		clear(r.order[:n])
 		r.order = r.order[n:]
 		r.advance()
+		r.signal() // what was released may be worth writing now
 	}
 }
 
@@ -286,6 +288,7 @@ func (r *Recorder) Result(res delivery.Result) {
 		p.written++
 	}
 	d := res.Delivery
+	p.retries = p.retries || d.Status == store.StatusRetrying
 	if h, ok := r.held[d.ID]; ok {
 		r.release(h)
 		r.advance()
@@ -431,7 +434,7 @@ func (r *Recorder) drain(wctx, stop context.Context, force bool) bool {
 // event, its delivery and its attempt are one commit, not two. Under r.mu.
 func (r *Recorder) worthWriting(p *pendingBatch) bool {
 	return p.maxEnd > r.durable.Load() || len(p.b.Updates) > 0 || len(p.parks) > 0 || len(p.b.Health) > 0 ||
-		p.written >= r.opts.MaxPending/4
+		p.retries || p.written >= r.opts.MaxPending/4
 }
 
 // flushOnce writes the pending batch, retrying failures until stop ends. It

@@ -33,8 +33,8 @@ import (
 // Submitter takes attempts (the dispatcher).
 type Submitter interface {
 	Submit(*delivery.Job)
-	// Accepting reports whether an endpoint takes deliveries now.
-	Accepting(endpointID string) bool
+	// Room is how many parked deliveries an endpoint takes now (0: none).
+	Room(endpointID string) int
 }
 
 // Options configure a Scheduler.
@@ -128,18 +128,25 @@ func (s *Scheduler) Park(endpointID, deliveryID string) {
 	s.mu.Lock()
 	s.parked[endpointID] = append(s.parked[endpointID], deliveryID)
 	s.nparked.Add(1)
-	take := s.canTake(endpointID)
+	room := s.room(endpointID)
 	s.mu.Unlock()
-	if take {
-		s.Resume(endpointID, 0)
+	if room != 0 {
+		s.Resume(endpointID, room)
 	}
 }
 
-// canTake reports whether an endpoint's deliveries may be released; an
-// unknown (deleted) endpoint's are, to be failed.
-func (s *Scheduler) canTake(endpointID string) bool {
+// room is how many of an endpoint's parked deliveries may be released now:
+// 0 while it cannot take them, -1 for an unknown (deleted) endpoint, whose
+// deliveries are released at the paced rate, to be failed.
+func (s *Scheduler) room(endpointID string) int {
 	ep, ok := s.opts.Router.Table().Get(endpointID)
-	return !ok || (ep.Active && s.opts.Dispatcher.Accepting(endpointID))
+	switch {
+	case !ok:
+		return -1
+	case !ep.Active:
+		return 0
+	}
+	return s.opts.Dispatcher.Room(endpointID)
 }
 
 // Resume releases the oldest parked deliveries of an endpoint, up to n
@@ -151,6 +158,16 @@ func (s *Scheduler) Resume(endpointID string, n int) {
 	}
 	s.mu.Lock()
 	ids := s.parked[endpointID]
+	if _, known := s.opts.Router.Table().Get(endpointID); !known && len(ids) > 0 {
+		// Deleted: each is failed without a request, at the paced rate
+		// (a deleted endpoint may leave a million behind).
+		s.due = append(s.due, ids...)
+		s.nparked.Add(int64(-len(ids)))
+		delete(s.parked, endpointID)
+		s.mu.Unlock()
+		s.wake()
+		return
+	}
 	n = min(n-s.transit[endpointID], len(ids))
 	if n <= 0 {
 		s.mu.Unlock()
@@ -176,10 +193,10 @@ func (s *Scheduler) Resume(endpointID string, n int) {
 // pulls the rest as it goes.
 func (s *Scheduler) EndpointChanged(endpointID string) {
 	s.mu.Lock()
-	ok := s.canTake(endpointID)
+	room := s.room(endpointID)
 	s.mu.Unlock()
-	if ok {
-		s.Resume(endpointID, 0)
+	if room != 0 {
+		s.Resume(endpointID, room)
 	}
 }
 
@@ -326,19 +343,21 @@ func (s *Scheduler) releaseResumed(ctx context.Context) {
 		// A window that submitted nothing (found finished, or its
 		// endpoint deleted) leaves the lane idle: nobody would pull the
 		// rest, so pull it here while the endpoint can take it.
-		var again []string
+		again := map[string]int{}
 		s.mu.Lock()
 		for _, p := range batch {
 			if s.transit[p.endpointID]--; s.transit[p.endpointID] <= 0 {
 				delete(s.transit, p.endpointID)
-				if len(s.parked[p.endpointID]) > 0 && s.canTake(p.endpointID) {
-					again = append(again, p.endpointID)
+				if len(s.parked[p.endpointID]) > 0 {
+					if room := s.room(p.endpointID); room != 0 {
+						again[p.endpointID] = room
+					}
 				}
 			}
 		}
 		s.mu.Unlock()
-		for _, ep := range again {
-			s.Resume(ep, 0)
+		for ep, room := range again {
+			s.Resume(ep, room)
 		}
 		if !ok {
 			return

@@ -45,10 +45,13 @@ func (s *submitter) Submit(j *delivery.Job) {
 	s.jobs = append(s.jobs, submission{j, time.Now()})
 }
 
-func (s *submitter) Accepting(endpointID string) bool {
+func (s *submitter) Room(endpointID string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return !s.refused[endpointID]
+	if s.refused[endpointID] {
+		return 0
+	}
+	return 10000
 }
 
 func (s *submitter) refuse(endpointID string, refused bool) {
