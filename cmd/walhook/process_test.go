@@ -516,7 +516,7 @@ func TestFailuresThenSuccessEndDeliveredWithExactAttempts(t *testing.T) {
 	var wrong int
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM walhook.deliveries d JOIN walhook.events e ON e.id = d.event_id
 		WHERE d.attempts <> (e.payload->>'n')::int % 4 + 1
-		   OR d.attempts <> (SELECT count(*) FROM walhook.attempts a WHERE a.delivery_id = d.id)`).Scan(&wrong); err != nil {
+		   OR d.attempts <> (SELECT count(*) FROM walhook.attempt_log a WHERE a.delivery_id = d.id)`).Scan(&wrong); err != nil {
 		t.Fatal(err)
 	}
 	if wrong != 0 {

@@ -29,7 +29,7 @@ func endpointRow(t *testing.T, s *app.Server, id string) *store.Endpoint {
 func sumAttempts(t *testing.T, s *app.Server) int {
 	t.Helper()
 	var n int
-	if err := s.Store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM attempts`).Scan(&n); err != nil {
+	if err := s.Store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM attempt_log`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -342,7 +342,7 @@ func TestFirstAttemptsFailThenSucceedWithExactAttemptCounts(t *testing.T) {
 	insertEvents(t, db.DSN, 40, "order.created", true)
 	waitfor.True(t, "all 40 delivered", 30*time.Second, func() bool { return countStatus(t, s.Store, store.StatusDelivered) == 40 })
 
-	rows, err := s.Store.Pool().Query(context.Background(), `SELECT (e.payload->>'n')::int, d.attempts, (SELECT count(*) FROM attempts a WHERE a.delivery_id = d.id)
+	rows, err := s.Store.Pool().Query(context.Background(), `SELECT (e.payload->>'n')::int, d.attempts, (SELECT count(*) FROM attempt_log a WHERE a.delivery_id = d.id)
 		FROM deliveries d JOIN events e ON e.id = d.event_id`)
 	if err != nil {
 		t.Fatal(err)

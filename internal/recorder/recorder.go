@@ -283,26 +283,33 @@ func (r *Recorder) Result(res delivery.Result) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p := r.next
-	if res.Attempt.Attempt > 0 {
-		p.b.Attempts = append(p.b.Attempts, res.Attempt)
-		p.written++
-	}
 	d := res.Delivery
 	p.retries = p.retries || d.Status == store.StatusRetrying
 	if h, ok := r.held[d.ID]; ok {
 		r.release(h)
 		r.advance()
 	}
+	att := res.Attempt
 	if i, ok := p.newIdx[d.ID]; ok {
 		row := &p.b.Deliveries[i]
 		row.Status, row.Attempts, row.NextRetryAt = d.Status, d.Attempts, d.NextRetryAt
 		row.LastStatusCode, row.LastResponse, row.LastError = d.LastStatusCode, d.LastResponse, d.LastError
 		row.UpdatedAt, row.DeliveredAt = d.UpdatedAt, d.DeliveredAt
+		if att.Attempt == 1 && d.Status == store.StatusDelivered {
+			// Delivered at the first try, before its row was written: the
+			// row keeps the attempt (no second row; see ListAttempts).
+			row.LastAttemptAt, row.LastDuration = att.StartedAt, att.Duration
+			att.Attempt = 0
+		}
 	} else if i, ok := p.updIdx[d.ID]; ok {
 		p.b.Updates[i] = d
 	} else {
 		p.updIdx[d.ID] = len(p.b.Updates)
 		p.b.Updates = append(p.b.Updates, d)
+		p.written++
+	}
+	if att.Attempt > 0 {
+		p.b.Attempts = append(p.b.Attempts, att)
 		p.written++
 	}
 	r.signal()

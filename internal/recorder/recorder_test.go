@@ -377,8 +377,18 @@ func TestResultBeforeTheInsertIsFoldedIntoIt(t *testing.T) {
 		if n := b.updates(t, tt.id); n != 0 {
 			t.Errorf("%s inserted then updated %d times; want the result folded into the insert", tt.id, n)
 		}
-		if atts := b.attempts(t, tt.id); len(atts) != 1 || atts[0].StatusCode != tt.code {
+		if atts := b.attempts(t, tt.id); len(atts) != 1 || atts[0].StatusCode != tt.code || atts[0].Duration != time.Millisecond {
 			t.Errorf("%s attempts %+v", tt.id, atts)
+		}
+		// A first attempt that delivered stays on the delivery's row: no
+		// attempts row. Others are logged there (the next attempt will
+		// overwrite the row's last result).
+		var rows int
+		if err := b.st.Pool().QueryRow(context.Background(), `SELECT count(*) FROM attempts WHERE delivery_id = $1`, tt.id).Scan(&rows); err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]int{true: 0, false: 1}[tt.status == store.StatusDelivered]; rows != want {
+			t.Errorf("%s has %d attempts rows, want %d", tt.id, rows, want)
 		}
 	}
 	// Durable moves before the hand-over to the scheduler: wait for it.

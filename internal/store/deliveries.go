@@ -80,7 +80,7 @@ func (s *Store) GetDeliveryOf(ctx context.Context, id string, tenant *string) (*
 // ListAttempts returns the attempts of a delivery in order.
 func (s *Store) ListAttempts(ctx context.Context, deliveryID string) ([]Attempt, error) {
 	rows, err := s.pool.Query(ctx, `SELECT delivery_id, attempt, endpoint_id, started_at, duration_us, coalesce(status_code, 0),
-		coalesce(response, ''), coalesce(error, '') FROM attempts WHERE delivery_id = $1 ORDER BY attempt`, deliveryID)
+		coalesce(response, ''), coalesce(error, '') FROM attempt_log WHERE delivery_id = $1 ORDER BY attempt`, deliveryID)
 	if err != nil {
 		return nil, fmt.Errorf("list attempts of %s: %w", deliveryID, err)
 	}
@@ -156,6 +156,16 @@ func (s *Store) LoadDue(ctx context.Context, ids []string, now time.Time) ([]Due
 	return out, rows.Err()
 }
 
+// keepFoldedAttempt copies into attempts the attempt kept only on the
+// delivery rows (see migration 0005) that match where, a condition on d
+// written in code.
+func keepFoldedAttempt(where string) string {
+	return `INSERT INTO attempts (delivery_id, attempt, endpoint_id, started_at, duration_us, status_code, response, error)
+		SELECT d.id, d.attempts, d.endpoint_id, d.last_attempt_at, coalesce(d.last_duration_us, 0), d.last_status_code, d.last_response, d.last_error
+		FROM deliveries d WHERE d.last_attempt_at IS NOT NULL AND ` + where + `
+		ON CONFLICT DO NOTHING`
+}
+
 // ErrPending is returned when re-queueing a delivery that is still pending:
 // an attempt of it is queued or under way.
 var ErrPending = errors.New("delivery is pending: an attempt is queued or under way")
@@ -181,8 +191,14 @@ func (s *Store) RetryDelivery(ctx context.Context, id string, tenant *string) (*
 	if d.Status == StatusPending {
 		return nil, ErrPending
 	}
+	// The next attempt overwrites the delivery's last result: an attempt
+	// kept only there moves to the log first.
+	if _, err := tx.Exec(ctx, keepFoldedAttempt(`d.id = $1`), id); err != nil {
+		return nil, fmt.Errorf("retry delivery %s: keep its last attempt: %w", id, err)
+	}
 	d, err = scanDelivery(tx.QueryRow(ctx, `UPDATE deliveries d SET status = 'retrying', next_retry_at = now(),
-			max_attempts = greatest(max_attempts, attempts + 1), updated_at = now()
+			max_attempts = greatest(max_attempts, attempts + 1), updated_at = now(),
+			last_attempt_at = NULL, last_duration_us = NULL
 		WHERE d.id = $1 RETURNING `+deliveryColumns, id))
 	if err != nil {
 		return nil, fmt.Errorf("retry delivery %s: %w", id, err)
@@ -212,8 +228,13 @@ func (s *Store) RecoverEndpoint(ctx context.Context, endpointID string, tenant *
 	if !exists {
 		return 0, ErrNotFound
 	}
+	// Failed deliveries keep every attempt in attempts; this is for safety.
+	if _, err := tx.Exec(ctx, keepFoldedAttempt(`d.endpoint_id = $1 AND d.status = 'failed' AND d.created_at >= $2`), endpointID, since); err != nil {
+		return 0, fmt.Errorf("recover endpoint %s: keep last attempts: %w", endpointID, err)
+	}
 	tag, err := tx.Exec(ctx, `UPDATE deliveries SET status = 'retrying', next_retry_at = now(),
-			max_attempts = greatest(max_attempts, attempts + 1), updated_at = now()
+			max_attempts = greatest(max_attempts, attempts + 1), updated_at = now(),
+			last_attempt_at = NULL, last_duration_us = NULL
 		WHERE endpoint_id = $1 AND status = 'failed' AND created_at >= $2`, endpointID, since)
 	if err != nil {
 		return 0, fmt.Errorf("recover endpoint %s: %w", endpointID, err)

@@ -64,6 +64,11 @@ type Delivery struct {
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
 	DeliveredAt    time.Time
+	// LastAttemptAt and LastDuration are set on a new delivery whose first
+	// attempt succeeded before its row was written: that attempt is kept
+	// on the row, not in attempts (see ListAttempts).
+	LastAttemptAt time.Time
+	LastDuration  time.Duration
 }
 
 // Attempt is one HTTP request of a delivery.
@@ -181,6 +186,8 @@ func flat(values any) any {
 		return pgtype.FlatArray[*time.Time](v)
 	case [][]byte:
 		return pgtype.FlatArray[[]byte](v)
+	case []*int64:
+		return pgtype.FlatArray[*int64](v)
 	}
 	return values
 }
@@ -237,7 +244,8 @@ func (s *Store) WriteBatch(ctx context.Context, b *Batch) error {
 		deliveryConflict = `ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,
 			next_retry_at = excluded.next_retry_at, last_status_code = excluded.last_status_code,
 			last_response = excluded.last_response, last_error = excluded.last_error, updated_at = excluded.updated_at,
-			delivered_at = coalesce(excluded.delivered_at, deliveries.delivered_at)
+			delivered_at = coalesce(excluded.delivered_at, deliveries.delivered_at),
+			last_attempt_at = excluded.last_attempt_at, last_duration_us = excluded.last_duration_us
 			WHERE excluded.attempts >= deliveries.attempts`
 	}
 	var q pgx.Batch
@@ -258,8 +266,13 @@ func (s *Store) WriteBatch(ctx context.Context, b *Batch) error {
 		statuses, attempts, maxAttempts, next := make([]string, n), make([]int32, n), make([]int32, n), make([]*time.Time, n)
 		codes, responses, errs := make([]*int32, n), make([]*string, n), make([]*string, n)
 		created, updated, delivered := make([]time.Time, n), make([]time.Time, n), make([]*time.Time, n)
+		attemptAt, durations := make([]*time.Time, n), make([]*int64, n)
 		for i := range b.Deliveries {
 			d := &b.Deliveries[i]
+			if !d.LastAttemptAt.IsZero() {
+				us := d.LastDuration.Microseconds()
+				attemptAt[i], durations[i] = optTime(d.LastAttemptAt), &us
+			}
 			ids[i], eps[i], events[i], types[i], tenants[i] = d.ID, d.EndpointID, d.EventID, d.EventType, optString(d.TenantID)
 			statuses[i], attempts[i], maxAttempts[i], next[i] = string(d.Status), int32(d.Attempts), int32(d.MaxAttempts), optTime(d.NextRetryAt)
 			codes[i], responses[i], errs[i] = optInt(d.LastStatusCode), optText(d.LastResponse), optText(d.LastError)
@@ -271,7 +284,8 @@ func (s *Store) WriteBatch(ctx context.Context, b *Batch) error {
 			column{"next_retry_at", "timestamptz", next}, column{"last_status_code", "int4", codes},
 			column{"last_response", "text", responses}, column{"last_error", "text", errs},
 			column{"created_at", "timestamptz", created}, column{"updated_at", "timestamptz", updated},
-			column{"delivered_at", "timestamptz", delivered})
+			column{"delivered_at", "timestamptz", delivered}, column{"last_attempt_at", "timestamptz", attemptAt},
+			column{"last_duration_us", "int8", durations})
 	}
 	if n := len(b.Attempts); n > 0 {
 		ids, nums, eps, started, durations := make([]string, n), make([]int32, n), make([]string, n), make([]time.Time, n), make([]int64, n)

@@ -154,3 +154,60 @@ func TestWaitVisibleWaitsForTheTransactionToCommit(t *testing.T) {
 		t.Fatal("WaitVisible did not return after the commit")
 	}
 }
+
+func TestAFirstAttemptKeptOnTheDeliveryIsInTheLogAndSurvivesARetry(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	if err := s.WriteBatch(ctx, &store.Batch{
+		Events: []store.Event{{ID: "evt_1", Type: "order.created", Payload: []byte(`{}`), LSN: 1, CreatedAt: now, ReceivedAt: now}},
+		Deliveries: []store.Delivery{{ID: "d1", EndpointID: "ep_a", EventID: "evt_1", EventType: "order.created",
+			Status: store.StatusDelivered, Attempts: 1, MaxAttempts: 5, LastStatusCode: 200, LastResponse: "first",
+			CreatedAt: now, UpdatedAt: now, DeliveredAt: now, LastAttemptAt: now, LastDuration: 1500 * time.Microsecond}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rows := func() int {
+		var n int
+		if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM attempts WHERE delivery_id = 'd1'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	log := func() []store.Attempt {
+		atts, err := s.ListAttempts(ctx, "d1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return atts
+	}
+	first := store.Attempt{DeliveryID: "d1", Attempt: 1, EndpointID: "ep_a", StartedAt: now, Duration: 1500 * time.Microsecond, StatusCode: 200, Response: "first"}
+	if got := log(); rows() != 0 || len(got) != 1 || !sameAttempt(got[0], first) {
+		t.Fatalf("log %+v with %d attempts rows; want the first attempt from the delivery row alone", got, rows())
+	}
+
+	// Sent again by hand: the first attempt moves to the log before the
+	// second overwrites the delivery's last result.
+	if _, err := s.RetryDelivery(ctx, "d1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := rows(); n != 1 {
+		t.Fatalf("%d attempts rows after the retry; want the kept attempt copied", n)
+	}
+	later := now.Add(time.Minute)
+	second := store.Attempt{DeliveryID: "d1", Attempt: 2, EndpointID: "ep_a", StartedAt: later, Duration: time.Millisecond, StatusCode: 204}
+	if err := s.WriteBatch(ctx, &store.Batch{
+		Updates: []store.Delivery{{ID: "d1", Status: store.StatusDelivered, Attempts: 2, LastStatusCode: 204, UpdatedAt: later, DeliveredAt: later}},
+		Attempts: []store.Attempt{second},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := log(); len(got) != 2 || !sameAttempt(got[0], first) || !sameAttempt(got[1], second) {
+		t.Fatalf("log %+v; want the first then the second attempt", got)
+	}
+}
+
+func sameAttempt(a, b store.Attempt) bool {
+	return a.DeliveryID == b.DeliveryID && a.Attempt == b.Attempt && a.EndpointID == b.EndpointID && a.StartedAt.Equal(b.StartedAt) &&
+		a.Duration == b.Duration && a.StatusCode == b.StatusCode && a.Response == b.Response && a.Error == b.Error
+}
