@@ -197,7 +197,7 @@ func TestAFirstAttemptKeptOnTheDeliveryIsInTheLogAndSurvivesARetry(t *testing.T)
 	later := now.Add(time.Minute)
 	second := store.Attempt{DeliveryID: "d1", Attempt: 2, EndpointID: "ep_a", StartedAt: later, Duration: time.Millisecond, StatusCode: 204}
 	if err := s.WriteBatch(ctx, &store.Batch{
-		Updates: []store.Delivery{{ID: "d1", Status: store.StatusDelivered, Attempts: 2, LastStatusCode: 204, UpdatedAt: later, DeliveredAt: later}},
+		Updates:  []store.Delivery{{ID: "d1", Status: store.StatusDelivered, Attempts: 2, LastStatusCode: 204, UpdatedAt: later, DeliveredAt: later}},
 		Attempts: []store.Attempt{second},
 	}); err != nil {
 		t.Fatal(err)
