@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -45,6 +46,7 @@ type poster struct {
 	lastSweep time.Time
 	closed    bool
 	targets   sync.Map // raw URL → *target
+	ntargets  atomic.Int64
 }
 
 // target is a parsed endpoint URL.
@@ -128,16 +130,12 @@ func (p *poster) targetOf(raw string) (*target, error) {
 	}
 	t.addr = net.JoinHostPort(hostname, port)
 	t.key = u.Scheme + "://" + t.addr
-	if p.lenTargets() < 100_000 { // a bound against URLs that change all the time
-		p.targets.Store(raw, t)
+	if p.ntargets.Load() < 100_000 { // a bound against URLs that change all the time
+		if _, loaded := p.targets.LoadOrStore(raw, t); !loaded {
+			p.ntargets.Add(1)
+		}
 	}
 	return t, nil
-}
-
-func (p *poster) lenTargets() int {
-	n := 0
-	p.targets.Range(func(any, any) bool { n++; return n < 100_000 })
-	return n
 }
 
 // request is one POST to make.
