@@ -317,6 +317,42 @@ func TestSlowEndpointDoesNotDelayAFastOne(t *testing.T) {
 	}
 }
 
+func TestABusySlowEndpointNeitherHoldsTheStreamNorLosesItsBacklog(t *testing.T) {
+	// An endpoint that answers, but slowly (100 ms, so 80 requests/s over
+	// its 8 connections), is not stuck: the stream must still not wait for
+	// it (a fast endpoint would get its events at 80/s), and what it cannot
+	// take in memory is parked and comes back until all is delivered.
+	db := pgtest.New(t)
+	cfg := testConfig(t, db.DSN)
+	cfg.Delivery.QueueLimit = 300 // so that the backlog is parked, not only queued
+	s := start(t, cfg)
+	defer s.Stop()
+	slow := newReceiver(t)
+	inner := slow.srv.Config.Handler
+	slow.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(100 * time.Millisecond)
+		inner.ServeHTTP(w, r)
+	})
+	fast := newReceiver(t)
+	subscribe(t, cfg, s, slow, slow.srv.URL, "*")
+	subscribe(t, cfg, s, fast, fast.srv.URL, "*")
+
+	const n = 1000
+	started := time.Now()
+	insertEvents(t, db.DSN, n, "order.created", true)
+	waitfor.True(t, "the fast endpoint to receive all", time.Minute, func() bool { return fast.distinct() == n })
+	took := time.Since(started)
+	t.Logf("fast endpoint: %d deliveries in %s; the slow one had %d by then", n, took, slow.distinct())
+	// At the slow one's pace this would take 12.5 s.
+	if took > 6*time.Second {
+		t.Errorf("the fast endpoint took %s: the stream waited for a slow endpoint", took)
+	}
+	waitfor.True(t, "the slow endpoint to receive all, parked ones included", time.Minute, func() bool { return slow.distinct() == n })
+	if got := countStatus(t, s.Store, store.StatusDelivered); got != 2*n {
+		t.Fatalf("%d deliveries delivered, want %d", got, 2*n)
+	}
+}
+
 func TestFirstAttemptsFailThenSucceedWithExactAttemptCounts(t *testing.T) {
 	db := pgtest.New(t)
 	cfg := testConfig(t, db.DSN)
