@@ -228,9 +228,12 @@ func optInt(n int) *int32 {
 	return &v
 }
 
-// WriteBatch records b atomically, in one round trip: every insert (as
-// unnest of arrays) and update is pipelined in a single implicit
-// transaction, which commits at the batch's end or not at all.
+// WriteBatch records b atomically: it commits whole or not at all. A small
+// batch is one round trip: every insert (as unnest of arrays) and update
+// pipelined in a single implicit transaction. A big one writes its events,
+// deliveries and attempts with binary COPY in an explicit transaction,
+// which takes Postgres' multi-row insert path (about a third cheaper per
+// row than unnest) for a few more round trips.
 func (s *Store) WriteBatch(ctx context.Context, b *Batch) error {
 	if b.Empty() {
 		return nil
@@ -249,6 +252,36 @@ func (s *Store) WriteBatch(ctx context.Context, b *Batch) error {
 			WHERE excluded.attempts >= deliveries.attempts`
 	}
 	var q pgx.Batch
+	useCopy := !b.Tolerant && len(b.Events)+len(b.Deliveries)+len(b.Attempts) >= copyRows
+	if !useCopy {
+		queueNewRows(&q, b, skip, deliveryConflict)
+	}
+	queueRest(&q, b)
+	if !useCopy {
+		if err := s.pool.SendBatch(ctx, &q).Close(); err != nil {
+			return fmt.Errorf("record batch of %d rows: %w", b.Rows(), err)
+		}
+		return nil
+	}
+	if err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := copyNewRows(ctx, tx, b); err != nil {
+			return err
+		}
+		if q.Len() == 0 {
+			return nil
+		}
+		return tx.SendBatch(ctx, &q).Close()
+	}); err != nil {
+		return fmt.Errorf("record batch of %d rows: %w", b.Rows(), err)
+	}
+	return nil
+}
+
+// copyRows is the batch size from which new rows are written by COPY.
+const copyRows = 64
+
+// queueNewRows queues the inserts of new events, deliveries and attempts.
+func queueNewRows(q *pgx.Batch, b *Batch, skip, deliveryConflict string) {
 	if n := len(b.Events); n > 0 {
 		ids, types, tenants, payloads := make([]string, n), make([]string, n), make([]*string, n), make([][]byte, n)
 		outbox, lsns, created, received := make([]*string, n), make([]int64, n), make([]time.Time, n), make([]time.Time, n)
@@ -257,7 +290,7 @@ func (s *Store) WriteBatch(ctx context.Context, b *Batch) error {
 			ids[i], types[i], tenants[i], payloads[i] = e.ID, e.Type, optString(e.TenantID), e.Payload
 			outbox[i], lsns[i], created[i], received[i] = optString(e.OutboxID), int64(e.LSN), e.CreatedAt, e.ReceivedAt
 		}
-		queueInsert(&q, "events", skip, column{"id", "text", ids}, column{"event_type", "text", types},
+		queueInsert(q, "events", skip, column{"id", "text", ids}, column{"event_type", "text", types},
 			column{"tenant_id", "text", tenants}, column{"payload", "json", payloads}, column{"outbox_id", "text", outbox},
 			column{"lsn", "int8", lsns}, column{"created_at", "timestamptz", created}, column{"received_at", "timestamptz", received})
 	}
@@ -278,7 +311,7 @@ func (s *Store) WriteBatch(ctx context.Context, b *Batch) error {
 			codes[i], responses[i], errs[i] = optInt(d.LastStatusCode), optText(d.LastResponse), optText(d.LastError)
 			created[i], updated[i], delivered[i] = d.CreatedAt, d.UpdatedAt, optTime(d.DeliveredAt)
 		}
-		queueInsert(&q, "deliveries", deliveryConflict, column{"id", "text", ids}, column{"endpoint_id", "text", eps},
+		queueInsert(q, "deliveries", deliveryConflict, column{"id", "text", ids}, column{"endpoint_id", "text", eps},
 			column{"event_id", "text", events}, column{"event_type", "text", types}, column{"tenant_id", "text", tenants},
 			column{"status", "text", statuses}, column{"attempts", "int4", attempts}, column{"max_attempts", "int4", maxAttempts},
 			column{"next_retry_at", "timestamptz", next}, column{"last_status_code", "int4", codes},
@@ -295,17 +328,22 @@ func (s *Store) WriteBatch(ctx context.Context, b *Batch) error {
 			ids[i], nums[i], eps[i], started[i], durations[i] = a.DeliveryID, int32(a.Attempt), a.EndpointID, a.StartedAt, a.Duration.Microseconds()
 			codes[i], responses[i], errs[i] = optInt(a.StatusCode), optText(a.Response), optText(a.Error)
 		}
-		queueInsert(&q, "attempts", skip, column{"delivery_id", "text", ids}, column{"attempt", "int4", nums},
+		queueInsert(q, "attempts", skip, column{"delivery_id", "text", ids}, column{"attempt", "int4", nums},
 			column{"endpoint_id", "text", eps}, column{"started_at", "timestamptz", started}, column{"duration_us", "int8", durations},
 			column{"status_code", "int4", codes}, column{"response", "text", responses}, column{"error", "text", errs})
 	}
+}
+
+// queueRest queues what follows the new rows: dead letters, updates,
+// health changes, event types and the stream cursor.
+func queueRest(q *pgx.Batch, b *Batch) {
 	if n := len(b.DeadLetters); n > 0 {
 		lsns, outbox, reasons, raws := make([]int64, n), make([]*string, n), make([]string, n), make([][]byte, n)
 		for i := range b.DeadLetters {
 			d := &b.DeadLetters[i]
 			lsns[i], outbox[i], reasons[i], raws[i] = int64(d.LSN), optString(d.OutboxID), d.Reason, d.Raw
 		}
-		queueInsert(&q, "dead_letters", "", column{"lsn", "int8", lsns}, column{"outbox_id", "text", outbox},
+		queueInsert(q, "dead_letters", "", column{"lsn", "int8", lsns}, column{"outbox_id", "text", outbox},
 			column{"reason", "text", reasons}, column{"raw", "jsonb", raws})
 	}
 
@@ -333,7 +371,7 @@ func (s *Store) WriteBatch(ctx context.Context, b *Batch) error {
 			WHERE d.id = u.id`,
 			ids, statuses, attempts, flat(next), flat(codes), flat(responses), flat(errs), updated, flat(delivered))
 	}
-	queueHealth(&q, b.Health)
+	queueHealth(q, b.Health)
 	if len(b.EventTypes) > 0 {
 		q.Queue(`INSERT INTO event_types (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, b.EventTypes)
 	}
@@ -342,8 +380,50 @@ func (s *Store) WriteBatch(ctx context.Context, b *Batch) error {
 			ON CONFLICT (slot) DO UPDATE SET lsn = greatest(stream_cursors.lsn, excluded.lsn), updated_at = excluded.updated_at`,
 			b.Slot, int64(b.Cursor))
 	}
-	if err := s.pool.SendBatch(ctx, &q).Close(); err != nil {
-		return fmt.Errorf("record batch of %d rows: %w", b.Rows(), err)
+}
+
+// copyNewRows writes new events, deliveries and attempts by COPY.
+func copyNewRows(ctx context.Context, tx pgx.Tx, b *Batch) error {
+	if n := len(b.Events); n > 0 {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"events"},
+			[]string{"id", "event_type", "tenant_id", "payload", "outbox_id", "lsn", "created_at", "received_at"},
+			pgx.CopyFromSlice(n, func(i int) ([]any, error) {
+				e := &b.Events[i]
+				return []any{e.ID, e.Type, optString(e.TenantID), e.Payload, optString(e.OutboxID), int64(e.LSN), e.CreatedAt, e.ReceivedAt}, nil
+			})); err != nil {
+			return fmt.Errorf("copy events: %w", err)
+		}
+	}
+	if n := len(b.Deliveries); n > 0 {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"deliveries"},
+			[]string{"id", "endpoint_id", "event_id", "event_type", "tenant_id", "status", "attempts", "max_attempts",
+				"next_retry_at", "last_status_code", "last_response", "last_error", "created_at", "updated_at", "delivered_at",
+				"last_attempt_at", "last_duration_us"},
+			pgx.CopyFromSlice(n, func(i int) ([]any, error) {
+				d := &b.Deliveries[i]
+				var duration *int64
+				if !d.LastAttemptAt.IsZero() {
+					us := d.LastDuration.Microseconds()
+					duration = &us
+				}
+				return []any{d.ID, d.EndpointID, d.EventID, d.EventType, optString(d.TenantID), string(d.Status),
+					int32(d.Attempts), int32(d.MaxAttempts), optTime(d.NextRetryAt), optInt(d.LastStatusCode),
+					optText(d.LastResponse), optText(d.LastError), d.CreatedAt, d.UpdatedAt, optTime(d.DeliveredAt),
+					optTime(d.LastAttemptAt), duration}, nil
+			})); err != nil {
+			return fmt.Errorf("copy deliveries: %w", err)
+		}
+	}
+	if n := len(b.Attempts); n > 0 {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"attempts"},
+			[]string{"delivery_id", "attempt", "endpoint_id", "started_at", "duration_us", "status_code", "response", "error"},
+			pgx.CopyFromSlice(n, func(i int) ([]any, error) {
+				a := &b.Attempts[i]
+				return []any{a.DeliveryID, int32(a.Attempt), a.EndpointID, a.StartedAt, a.Duration.Microseconds(),
+					optInt(a.StatusCode), optText(a.Response), optText(a.Error)}, nil
+			})); err != nil {
+			return fmt.Errorf("copy attempts: %w", err)
+		}
 	}
 	return nil
 }

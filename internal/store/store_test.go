@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -210,4 +211,73 @@ func TestAFirstAttemptKeptOnTheDeliveryIsInTheLogAndSurvivesARetry(t *testing.T)
 func sameAttempt(a, b store.Attempt) bool {
 	return a.DeliveryID == b.DeliveryID && a.Attempt == b.Attempt && a.EndpointID == b.EndpointID && a.StartedAt.Equal(b.StartedAt) &&
 		a.Duration == b.Duration && a.StatusCode == b.StatusCode && a.Response == b.Response && a.Error == b.Error
+}
+
+func TestBigAndSmallBatchesWriteTheSameRows(t *testing.T) {
+	// From copyRows rows on, new rows go by COPY: the rows must read back
+	// the same as those of a small batch, NULLs included, and a duplicate
+	// must still be reported as one (the recorder then writes tolerantly).
+	s := open(t)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	batch := func(prefix string, n int) *store.Batch {
+		b := &store.Batch{Slot: "s", Cursor: uint64(n)}
+		for i := range n {
+			ev := fmt.Sprintf("evt_%s%d", prefix, i)
+			id := fmt.Sprintf("%s%d", prefix, i)
+			b.Events = append(b.Events, store.Event{ID: ev, Type: "order.created", TenantID: map[bool]string{true: "acme"}[i%2 == 0],
+				Payload: []byte(`{"i":` + fmt.Sprint(i) + `}`), LSN: uint64(i + 1), CreatedAt: now, ReceivedAt: now})
+			d := store.Delivery{ID: id, EndpointID: "ep_a", EventID: ev, EventType: "order.created", Status: store.StatusDelivered,
+				Attempts: 1, MaxAttempts: 5, LastStatusCode: 200, LastResponse: "ok\x00\xff", CreatedAt: now, UpdatedAt: now, DeliveredAt: now}
+			if i%2 == 0 {
+				d.LastAttemptAt, d.LastDuration = now, time.Millisecond
+			} else {
+				d.Status, d.LastStatusCode, d.LastError, d.DeliveredAt, d.NextRetryAt = store.StatusRetrying, 0, "refused", time.Time{}, now.Add(time.Minute)
+				b.Attempts = append(b.Attempts, store.Attempt{DeliveryID: id, Attempt: 1, EndpointID: "ep_a", StartedAt: now, Duration: time.Millisecond, Error: "refused"})
+			}
+			b.Deliveries = append(b.Deliveries, d)
+		}
+		return b
+	}
+	small, big := batch("s", 4), batch("b", 100)
+	for _, b := range []*store.Batch{small, big} {
+		if err := s.WriteBatch(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 4 {
+		for _, prefix := range []string{"s", "b"} {
+			id := fmt.Sprintf("%s%d", prefix, i)
+			d, err := s.GetDelivery(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			atts, err := s.ListAttempts(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev, err := s.GetEvent(ctx, "evt_"+id, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			next := "-"
+			if d.NextRetryAt.After(now) {
+				next = d.NextRetryAt.Sub(now).String()
+			}
+			got := fmt.Sprintf("%s %d %q %q %s %d %s %q %s", d.Status, d.LastStatusCode, d.LastResponse, d.LastError, next,
+				len(atts), atts[0].Duration, ev.TenantID, ev.Payload)
+			// Text from outside is made storable: NUL and invalid UTF-8
+			// become U+FFFD.
+			want := fmt.Sprintf("%s %d %q %q %s %d %s %q %s", "delivered", 200, "ok\ufffd\ufffd", "", "-", 1, "1ms", "acme", fmt.Sprintf(`{"i":%d}`, i))
+			if i%2 == 1 {
+				want = fmt.Sprintf("%s %d %q %q %s %d %s %q %s", "retrying", 0, "ok\ufffd\ufffd", "refused", "1m0s", 1, "1ms", "", fmt.Sprintf(`{"i":%d}`, i))
+			}
+			if got != want {
+				t.Errorf("%s: %s\nwant %s", id, got, want)
+			}
+		}
+	}
+	if err := s.WriteBatch(ctx, batch("b", 100)); !store.IsDuplicate(err) {
+		t.Fatalf("writing the big batch again: %v, want a duplicate-key error", err)
+	}
 }
