@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -385,5 +387,85 @@ func TestPosterToleratesLongHeadersAndShortBodies(t *testing.T) {
 	}
 	if conns, _ := srv.counts(); conns != 2 {
 		t.Fatalf("%d connections; the one with a short body must not be reused", conns)
+	}
+}
+
+// BenchmarkPost compares the poster with net/http's client on the same
+// keep-alive loopback server and a 1 KB body, 8 requests under way at a
+// time like an endpoint's lane. The server's share is the same in both, so
+// the difference is the client's. cpu-µs/op is the process's CPU (user and
+// system, client and server) per request.
+func BenchmarkPost(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	b.Cleanup(srv.Close)
+	body := []byte(`{"type":"order.created","data":{"pad":"` + strings.Repeat("x", 1000) + `"}}`)
+	headers := [][2]string{{"Content-Type", "application/json"}, {"Webhook-Id", "msg_1"}, {"Webhook-Timestamp", "1732421893"},
+		{"Webhook-Signature", "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4="}}
+	b.Run("poster", func(b *testing.B) {
+		var d net.Dialer
+		p := newPoster(d.DialContext, nil, 8, 8)
+		defer p.closeIdle(true)
+		b.ReportAllocs()
+		b.SetParallelism(4) // 8 goroutines on 2 cores
+		defer reportCPU(b)()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				a, err := p.post(context.Background(), &request{url: srv.URL + "/hook", headers: headers, body: body, limit: 1000,
+					deadline: time.Now().Add(5 * time.Second)})
+				if err != nil || a.status != http.StatusNoContent {
+					b.Error(a, err)
+					return
+				}
+			}
+		})
+	})
+	b.Run("net/http", func(b *testing.B) {
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
+		defer client.CloseIdleConnections()
+		b.ReportAllocs()
+		b.SetParallelism(4)
+		defer reportCPU(b)()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/hook", bytes.NewReader(body))
+				if err != nil {
+					b.Error(err)
+					cancel()
+					return
+				}
+				for _, h := range headers {
+					req.Header[h[0]] = []string{h[1]}
+				}
+				resp, err := client.Do(req)
+				if err != nil || resp.StatusCode != http.StatusNoContent {
+					b.Error(resp, err)
+					cancel()
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				cancel()
+			}
+		})
+	})
+}
+
+// reportCPU reports, when the returned function is called, the process's
+// CPU time per benchmark iteration.
+func reportCPU(b *testing.B) func() {
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			b.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	start := cpu()
+	return func() {
+		b.ReportMetric(float64((cpu()-start).Microseconds())/float64(b.N), "cpu-µs/op")
 	}
 }
