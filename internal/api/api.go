@@ -81,6 +81,26 @@ var routes = []route{
 	{"GET", "/event-types", (*server).listEventTypes, false},
 }
 
+// serveObject serves an operation on one object: its id from the path, an
+// empty JSON body (emptyBody: one may be sent, and must be {}), then what
+// call returns, as JSON with status; errors go through fail.
+func serveObject[T any](s *server, w http.ResponseWriter, r *http.Request, status int, emptyBody bool,
+	call func(ctx context.Context, id string, tenant *string) (T, error)) {
+	id, err := pathID(r)
+	if err == nil && emptyBody {
+		err = decode(w, r, &struct{}{}, true)
+	}
+	var v T
+	if err == nil {
+		v, err = call(r.Context(), id, scope(r))
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, status, v)
+}
+
 // Routes lists the API's operations as "METHOD /path", the path relative to
 // <api.prefix>api.
 func Routes() []string {

@@ -40,33 +40,9 @@ func (s *server) listDeliveries(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) getDelivery(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	d, err := s.opts.Service.GetDelivery(r.Context(), id, scope(r))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, d)
+	serveObject(s, w, r, http.StatusOK, false, s.opts.Service.GetDelivery)
 }
 
 func (s *server) retryDelivery(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if err := decode(w, r, &struct{}{}, true); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	d, err := s.opts.Service.RetryDelivery(r.Context(), id, scope(r))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusAccepted, d)
+	serveObject(s, w, r, http.StatusAccepted, true, s.opts.Service.RetryDelivery)
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -50,17 +51,13 @@ func (s *server) listEndpoints(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) getEndpoint(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	e, err := s.opts.Service.Store.GetEndpoint(r.Context(), id, scope(r))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, manage.EndpointView(e))
+	serveObject(s, w, r, http.StatusOK, false, func(ctx context.Context, id string, tenant *string) (manage.Endpoint, error) {
+		e, err := s.opts.Service.Store.GetEndpoint(ctx, id, tenant)
+		if err != nil {
+			return manage.Endpoint{}, err
+		}
+		return manage.EndpointView(e), nil
+	})
 }
 
 func (s *server) updateEndpoint(w http.ResponseWriter, r *http.Request) {
@@ -127,21 +124,7 @@ func (s *server) rotateSecret(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) testEndpoint(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if err := decode(w, r, &struct{}{}, true); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	res, err := s.opts.Service.TestEndpoint(r.Context(), id, scope(r))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
+	serveObject(s, w, r, http.StatusOK, true, s.opts.Service.TestEndpoint)
 }
 
 func (s *server) recoverEndpoint(w http.ResponseWriter, r *http.Request) {

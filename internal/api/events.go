@@ -28,17 +28,7 @@ func (s *server) listEvents(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) getEvent(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	e, err := s.opts.Service.GetEvent(r.Context(), id, scope(r))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, e)
+	serveObject(s, w, r, http.StatusOK, false, s.opts.Service.GetEvent)
 }
 
 func (s *server) listEventTypes(w http.ResponseWriter, r *http.Request) {
