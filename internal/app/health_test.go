@@ -26,6 +26,20 @@ func endpointRow(t *testing.T, s *app.Server, id string) *store.Endpoint {
 	return e
 }
 
+// failWhileOn makes the receiver answer code to every request while the
+// returned switch is on; it starts on.
+func failWhileOn(rcv *receiver, code int) *atomic.Bool {
+	var on atomic.Bool
+	on.Store(true)
+	rcv.fail = func(string, int) int {
+		if on.Load() {
+			return code
+		}
+		return 0
+	}
+	return &on
+}
+
 func sumAttempts(t *testing.T, s *app.Server) int {
 	t.Helper()
 	var n int
@@ -48,14 +62,7 @@ func TestCircuitBreakerParksDeliveriesUntilAProbeSucceeds(t *testing.T) {
 	defer s.Stop()
 
 	rcv := newReceiver(t)
-	var down atomic.Bool
-	down.Store(true)
-	rcv.fail = func(string, int) int {
-		if down.Load() {
-			return http.StatusInternalServerError
-		}
-		return 0
-	}
+	down := failWhileOn(rcv, http.StatusInternalServerError)
 	subscribe(t, cfg, s, rcv, rcv.srv.URL, "*")
 	insertEvents(t, db.DSN, 50, "order.created", true)
 
@@ -83,14 +90,7 @@ func TestGoneDisablesTheEndpointAndReenablingResumes(t *testing.T) {
 	defer s.Stop()
 
 	rcv := newReceiver(t)
-	var gone atomic.Bool
-	gone.Store(true)
-	rcv.fail = func(string, int) int {
-		if gone.Load() {
-			return http.StatusGone
-		}
-		return 0
-	}
+	gone := failWhileOn(rcv, http.StatusGone)
 	ep := subscribe(t, cfg, s, rcv, rcv.srv.URL, "*")
 	insertEvents(t, db.DSN, 1, "order.created", true)
 	waitfor.True(t, "the endpoint to be disabled", 10*time.Second, func() bool { return !endpointRow(t, s, ep.ID).Active })
@@ -236,14 +236,7 @@ func TestManualRetryAndRecoverRequeueFailedDeliveries(t *testing.T) {
 	defer s.Stop()
 
 	rcv := newReceiver(t)
-	var down atomic.Bool
-	down.Store(true)
-	rcv.fail = func(string, int) int {
-		if down.Load() {
-			return http.StatusInternalServerError
-		}
-		return 0
-	}
+	down := failWhileOn(rcv, http.StatusInternalServerError)
 	ep := subscribe(t, cfg, s, rcv, rcv.srv.URL, "*")
 	insertEvents(t, db.DSN, 5, "order.created", true)
 	waitfor.True(t, "5 failed", 10*time.Second, func() bool { return countStatus(t, s.Store, store.StatusFailed) == 5 })
