@@ -22,7 +22,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -603,10 +602,7 @@ func scrape(t *testing.T) map[string]*dto.MetricFamily {
 	rcv.secret = ep.Secret
 	rcv.mu.Unlock()
 
-	conn, err := pgx.Connect(ctx, db.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := pgtest.Connect(t, db.DSN)
 	defer conn.Close(context.Background())
 	const events = 20
 	if _, err := conn.Exec(ctx, `INSERT INTO webhook_outbox (event_type, payload) SELECT 'order.created', jsonb_build_object('n', g) FROM generate_series(1, $1::int) g`, events); err != nil {

@@ -299,11 +299,8 @@ func produce(ctx context.Context, t *testing.T, dsn string, from, to, batch int,
 func committedEvents(t *testing.T, dsn string) []int {
 	t.Helper()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := pgtest.Connect(t, dsn)
+	defer conn.Close(context.Background())
 	rows, err := conn.Query(ctx, `SELECT (payload->>'n')::int FROM webhook_outbox ORDER BY 1`)
 	if err != nil {
 		t.Fatal(err)
@@ -318,11 +315,8 @@ func committedEvents(t *testing.T, dsn string) []int {
 func statusCounts(t *testing.T, dsn string) map[string]int {
 	t.Helper()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := pgtest.Connect(t, dsn)
+	defer conn.Close(context.Background())
 	rows, err := conn.Query(ctx, `SELECT status, count(*) FROM walhook.deliveries GROUP BY status`)
 	if err != nil {
 		t.Fatal(err)
@@ -444,11 +438,8 @@ func TestSIGTERMFinishesOrPersistsInFlightAttempts(t *testing.T) {
 	// Answered attempts are recorded as delivered; cut ones as retrying
 	// (due at once, not counted as attempts); none is left pending.
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, db.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := pgtest.Connect(t, db.DSN)
+	defer conn.Close(context.Background())
 	rows, err := conn.Query(ctx, `SELECT id, status, attempts, coalesce(last_error, '') FROM walhook.deliveries`)
 	if err != nil {
 		t.Fatal(err)
@@ -508,11 +499,8 @@ func TestFailuresThenSuccessEndDeliveredWithExactAttempts(t *testing.T) {
 	waitfor.True(t, "all 200 delivered", time.Minute, func() bool { return statusCounts(t, db.DSN)["delivered"] == 200 })
 
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, db.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := pgtest.Connect(t, db.DSN)
+	defer conn.Close(context.Background())
 	var wrong int
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM walhook.deliveries d JOIN walhook.events e ON e.id = d.event_id
 		WHERE d.attempts <> (e.payload->>'n')::int % 4 + 1

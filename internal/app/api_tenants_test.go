@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/walhook/walhook/internal/config"
 	"github.com/walhook/walhook/internal/pgtest"
 	"github.com/walhook/walhook/internal/waitfor"
@@ -35,11 +34,8 @@ func tenantConfig(t *testing.T, dsn string) *config.Config {
 func insertTenantEvents(t *testing.T, dsn, tenant, eventType string, n int) {
 	t.Helper()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := pgtest.Connect(t, dsn)
+	defer conn.Close(context.Background())
 	for i := range n {
 		if _, err := conn.Exec(ctx, `INSERT INTO webhook_outbox (event_type, payload, tenant_id) VALUES ($1, $2, nullif($3, ''))`,
 			eventType, fmt.Sprintf(`{"n": %d, "tenant": %q}`, i, tenant), tenant); err != nil {

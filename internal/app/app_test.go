@@ -145,11 +145,8 @@ func start(t *testing.T, cfg *config.Config) *app.Server {
 func insertEvents(t *testing.T, dsn string, n int, eventType string, commit bool) {
 	t.Helper()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := pgtest.Connect(t, dsn)
+	defer conn.Close(context.Background())
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)

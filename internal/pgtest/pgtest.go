@@ -131,6 +131,20 @@ func NewCluster(t testing.TB, settings map[string]string) *pgcluster.Cluster {
 	return c
 }
 
+// Connect opens a connection to dsn, failing the test if it cannot; the
+// caller closes it (helpers polled in a loop must not pile connections up
+// until the test ends).
+func Connect(t testing.TB, dsn string) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("pgtest: connect: %v", err)
+	}
+	return conn
+}
+
 // Exec runs statements against dsn, failing the test on error.
 func Exec(t testing.TB, dsn string, sql string, args ...any) {
 	t.Helper()
@@ -141,10 +155,7 @@ func Exec(t testing.TB, dsn string, sql string, args ...any) {
 
 func exec(ctx context.Context, t testing.TB, dsn, sql string, args ...any) {
 	t.Helper()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatalf("pgtest: connect: %v", err)
-	}
+	conn := Connect(t, dsn)
 	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, sql, args...); err != nil {
 		t.Fatalf("pgtest: %s: %v", sql, err)
