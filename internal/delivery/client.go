@@ -158,16 +158,20 @@ func (p *poster) post(ctx context.Context, r *request) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	head, err := appendHead(nil, t, r)
-	if err != nil {
-		return reply{}, err
+	// walhook's own headers must be valid (an event type is checked when it
+	// is streamed; this is the last line of defence), before anything is
+	// dialed or sent.
+	for _, h := range r.headers {
+		if !validValue(h[1]) {
+			return reply{}, fmt.Errorf("%w: %s", errHeader, h[0])
+		}
 	}
 	for {
 		c, reused, err := p.conn(ctx, t, r.deadline)
 		if err != nil {
 			return reply{}, err
 		}
-		a, keep, started, err := p.roundTrip(ctx, c, head, r)
+		a, keep, started, err := p.roundTrip(ctx, c, t, r)
 		if err == nil && keep {
 			p.put(t, c)
 		} else {
@@ -296,7 +300,9 @@ func (p *poster) closeIdle(stop bool) {
 
 // roundTrip writes the request and reads the answer on c. keep says whether
 // c may be reused; started whether the server sent anything back.
-func (p *poster) roundTrip(ctx context.Context, c *pconn, head []byte, r *request) (a reply, keep, started bool, err error) {
+func (p *poster) roundTrip(ctx context.Context, c *pconn, t *target, r *request) (a reply, keep, started bool, err error) {
+	// Head and body in the connection's buffer, for one Write.
+	c.buf = append(appendHead(c.buf[:0], t, r), r.body...)
 	if err := c.SetDeadline(r.deadline); err != nil {
 		return a, false, false, fmt.Errorf("set deadline: %w", err)
 	}
@@ -309,7 +315,6 @@ func (p *poster) roundTrip(ctx context.Context, c *pconn, head []byte, r *reques
 		}
 	}()
 
-	c.buf = append(append(c.buf[:0], head...), r.body...)
 	_, werr := c.Write(c.buf)
 	if cap(c.buf) > 64<<10 {
 		c.buf = nil // one huge payload does not pin its buffer to the connection
@@ -333,10 +338,10 @@ func (p *poster) roundTrip(ctx context.Context, c *pconn, head []byte, r *reques
 var errHeader = errors.New("header value contains a line break or control character")
 
 // appendHead appends the request's head: request line and headers.
-// walhook's own headers must be valid (an event type is checked when it is
-// streamed; this is the last line of defence); an endpoint's custom ones
-// that are not, or that would frame or route the request, are left out.
-func appendHead(b []byte, t *target, r *request) ([]byte, error) {
+// walhook's own headers were checked by post; an endpoint's custom ones
+// that are not valid, or that would frame or route the request, are left
+// out.
+func appendHead(b []byte, t *target, r *request) []byte {
 	b = append(b, "POST "...)
 	b = append(b, t.requestURI...)
 	b = append(b, " HTTP/1.1\r\nHost: "...)
@@ -351,12 +356,9 @@ func appendHead(b []byte, t *target, r *request) ([]byte, error) {
 		b = appendHeader(b, k, v)
 	}
 	for _, h := range r.headers {
-		if !validValue(h[1]) {
-			return nil, fmt.Errorf("%w: %s", errHeader, h[0])
-		}
 		b = appendHeader(b, h[0], h[1])
 	}
-	return append(b, "\r\n"...), nil
+	return append(b, "\r\n"...)
 }
 
 func appendHeader(b []byte, k, v string) []byte {

@@ -254,17 +254,24 @@ func (noResumer) Parked() int        { return 0 }
 // dropped: their deliveries stay pending or retrying in the store and are
 // attempted again at the next start.
 func (d *Dispatcher) Submit(j *Job) {
-	id := j.Endpoint.ID
 	d.mu.Lock()
+	park := d.submitLocked(j)
+	d.mu.Unlock()
+	if park {
+		d.sink.Park(j.Endpoint.ID, j.DeliveryID)
+	}
+}
+
+// submitLocked is Submit under d.mu; it reports whether the job is to be
+// parked (which the caller does once it has let go of d.mu).
+func (d *Dispatcher) submitLocked(j *Job) (park bool) {
+	id := j.Endpoint.ID
 	if _, dup := d.active.Load(j.DeliveryID); dup || d.stopped {
-		d.mu.Unlock()
-		return
+		return false
 	}
 	l := d.laneOf(id)
 	if l.len() >= d.opts.QueueLimit || !d.health[id].admit(j) {
-		d.mu.Unlock()
-		d.sink.Park(id, j.DeliveryID)
-		return
+		return true
 	}
 	d.active.Store(j.DeliveryID, struct{}{})
 	l.queue = append(l.queue, j)
@@ -273,7 +280,7 @@ func (d *Dispatcher) Submit(j *Job) {
 		d.wg.Add(1)
 		go d.work(id, l)
 	}
-	d.mu.Unlock()
+	return false
 }
 
 // Offer submits a job from the stream. While the job's lane holds its soft
@@ -285,8 +292,12 @@ func (d *Dispatcher) Offer(ctx context.Context, j *Job) error {
 	d.mu.Lock()
 	l := d.lanes[j.Endpoint.ID]
 	if l == nil || l.overloaded || l.len() < d.opts.SoftLimit || d.stopped || !d.health[j.Endpoint.ID].closed() {
+		// The common case: one lock for the check and the queueing.
+		park := d.submitLocked(j)
 		d.mu.Unlock()
-		d.Submit(j)
+		if park {
+			d.sink.Park(j.Endpoint.ID, j.DeliveryID)
+		}
 		return nil
 	}
 	// cond.Wait cannot watch a deadline or ctx: their ends wake it.
