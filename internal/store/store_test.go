@@ -275,6 +275,18 @@ func TestBigAndSmallBatchesWriteTheSameRows(t *testing.T) {
 			if got != want {
 				t.Errorf("%s: %s\nwant %s", id, got, want)
 			}
+			times := []time.Time{d.CreatedAt, d.UpdatedAt, ev.CreatedAt, ev.ReceivedAt, atts[0].StartedAt}
+			if i%2 == 0 {
+				times = append(times, d.DeliveredAt)
+			}
+			for k, at := range times {
+				if !at.Equal(now) {
+					t.Errorf("%s: time %d is %s, want %s", id, k, at, now)
+				}
+			}
+			if d.Attempts != 1 || d.MaxAttempts != 5 || d.EndpointID != "ep_a" || d.EventID != "evt_"+id || ev.LSN != uint64(i+1) || ev.Type != "order.created" {
+				t.Errorf("%s: delivery %+v, event %+v", id, d, ev)
+			}
 		}
 	}
 	if err := s.WriteBatch(ctx, batch("b", 100)); !store.IsDuplicate(err) {
