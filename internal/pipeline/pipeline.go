@@ -7,8 +7,8 @@
 //
 // Ids are derived, not random, so a transaction streamed again after a crash
 // produces the same ids: an event is "evt_" + its transaction's commit LSN
-// and its position in the transaction; a delivery is a hash of event id and
-// endpoint id, and is sent as webhook-id, so a re-sent request can be
+// and its position in the transaction; a delivery is the event id and a hash
+// of the endpoint id, and is sent as webhook-id, so a re-sent request can be
 // recognised by the receiver.
 package pipeline
 
@@ -139,7 +139,7 @@ func (p *Pipeline) HandleTxn(ctx context.Context, txn *stream.Txn) error {
 			}
 			p.m.Events.WithLabelValues(metrics.EventRouted).Inc()
 			for _, ep := range targets {
-				id := DeliveryID(ev.ID, ep.ID)
+				id := store.DeliveryID(ev.ID, ep.ID)
 				maxAttempts := p.opts.MaxAttempts
 				if ep.MaxAttempts > 0 {
 					maxAttempts = ep.MaxAttempts
@@ -205,14 +205,21 @@ func (p *Pipeline) endpointChanged(ctx context.Context, c *stream.Change) error 
 }
 
 // EventID is the id of the index-th change of the transaction committed at
-// commitLSN.
+// commitLSN: "evt_", the LSN in 16 hex digits, the index in 6.
 func EventID(commitLSN uint64, index int) string {
-	return fmt.Sprintf("evt_%016x%06x", commitLSN, index)
+	b := make([]byte, 0, 4+16+6)
+	b = append(b, "evt_"...)
+	b = appendHex(b, commitLSN, 16)
+	b = appendHex(b, uint64(index), 6)
+	return string(b)
 }
 
-// DeliveryID derives the delivery (and webhook-id) of an event for an endpoint.
-func DeliveryID(eventID, endpointID string) string {
-	return store.DerivedID("msg_", eventID, endpointID)
+func appendHex(b []byte, v uint64, digits int) []byte {
+	const hex = "0123456789abcdef"
+	for i := digits - 1; i >= 0; i-- {
+		b = append(b, hex[(v>>(4*uint(i)))&0xf])
+	}
+	return b
 }
 
 // decode makes an event of an outbox insert, or a dead letter saying why not

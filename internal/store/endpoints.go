@@ -50,11 +50,22 @@ type Endpoint struct {
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
-// DerivedID returns prefix + 26 base32 characters of a SHA-256 of parts:
-// the same parts always give the same id.
-func DerivedID(prefix string, parts ...string) string {
-	sum := sha256.Sum256([]byte(strings.Join(parts, "/")))
-	return prefix + idEncoding.EncodeToString(sum[:16])
+// DeliveryID derives the delivery (and webhook-id) of an event for an
+// endpoint: "msg_", the event id without its prefix, then 13 characters of
+// a hash of the endpoint id. Event ids from the stream sort in commit
+// order, so a new delivery lands at the right edge of the primary key, the
+// page Postgres already has at hand, instead of on a random page of an
+// index that outgrows memory; and an event's deliveries are neighbours.
+// 64 bits of tag make two endpoints of one event collide with odds of about
+// 1 in 10^13 even at 1,000 endpoints.
+func DeliveryID(eventID, endpointID string) string {
+	sum := sha256.Sum256([]byte(endpointID))
+	body := strings.TrimPrefix(eventID, "evt_")
+	b := make([]byte, 0, 4+len(body)+13)
+	b = append(b, "msg_"...)
+	b = append(b, body...)
+	b = idEncoding.AppendEncode(b, sum[:8])
+	return string(b)
 }
 
 // NewID returns prefix + 26 random base32 characters (128 bits).
