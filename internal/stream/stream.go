@@ -255,11 +255,23 @@ func (s *Stream) session(ctx context.Context, handled *uint64) error {
 		return nil
 	}
 
-	// One deadline context per status interval rather than per message:
-	// a context and timer per message would cost more than decoding it.
-	var dl deadline
-	dl.reset(ctx, s.opts.StatusInterval)
-	defer dl.stop()
+	// Messages are received without a context: pgconn would watch one per
+	// message (a channel and an AfterFunc each). The connection's read
+	// deadline wakes the loop once per status interval instead, and the
+	// end of ctx moves that deadline to the past.
+	var at time.Time
+	arm := func() error {
+		at = time.Now().Add(s.opts.StatusInterval)
+		if err := conn.Conn().SetReadDeadline(at); err != nil {
+			return fmt.Errorf("set read deadline: %w", err)
+		}
+		return nil
+	}
+	if err := arm(); err != nil {
+		return err
+	}
+	stopWatch := context.AfterFunc(ctx, func() { _ = conn.Conn().SetReadDeadline(time.Unix(1, 0)) })
+	defer stopWatch()
 	// A server shutting down waits for us to confirm all it sent, while
 	// the handler may be unable to record (its connections were closed by
 	// that same shutdown): disconnecting breaks the deadlock, and the
@@ -267,11 +279,16 @@ func (s *Stream) session(ctx context.Context, handled *uint64) error {
 	var stalledSince time.Time
 	lastDurable := s.handler.Durable()
 	for {
-		if now := time.Now(); now.After(dl.at) {
+		if now := time.Now(); now.After(at) {
 			if err := sendStatus(); err != nil {
 				return err
 			}
-			dl.reset(ctx, s.opts.StatusInterval)
+			if err := arm(); err != nil {
+				return err
+			}
+			if ctx.Err() != nil {
+				return nil // ended before arm: its deadline replaced the cut
+			}
 			switch d := s.handler.Durable(); {
 			case d >= lastEnd || d != lastDurable:
 				stalledSince, lastDurable = time.Time{}, d
@@ -281,7 +298,7 @@ func (s *Stream) session(ctx context.Context, handled *uint64) error {
 				return fmt.Errorf("%w: nothing recorded for %s", errStalled, now.Sub(stalledSince).Round(time.Second))
 			}
 		}
-		raw, err := conn.ReceiveMessage(dl.ctx)
+		raw, err := conn.ReceiveMessage(context.Background())
 		if err != nil {
 			if pgconn.Timeout(err) && ctx.Err() == nil {
 				continue
@@ -433,24 +450,6 @@ func sendStandbyStatus(conn *pgconn.PgConn, write, flush uint64, now time.Time) 
 		return err
 	}
 	return conn.Frontend().SendUnbufferedEncodedCopyData(buf)
-}
-
-type deadline struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-	at     time.Time
-}
-
-func (d *deadline) reset(parent context.Context, in time.Duration) {
-	d.stop()
-	d.at = time.Now().Add(in)
-	d.ctx, d.cancel = context.WithDeadline(parent, d.at)
-}
-
-func (d *deadline) stop() {
-	if d.cancel != nil {
-		d.cancel()
-	}
 }
 
 // stallGrace is how long transactions may wait unrecorded, with the handler

@@ -580,3 +580,29 @@ func TestStreamsAreIndependent(t *testing.T) {
 		t.Errorf("one transaction, two end LSNs: %s and %s", pglogrepl.LSN(got.EndLSN), pglogrepl.LSN(gotOther.EndLSN))
 	}
 }
+
+func TestRunReturnsPromptlyWhenCancelledBetweenStatusUpdates(t *testing.T) {
+	// The loop waits on the connection's read deadline, armed once per
+	// status interval: cancelling must cut that wait, not outlast it.
+	t.Parallel()
+	b := setup(t)
+	h := newHandler()
+	s := New(Options{DSN: b.dsn, Slot: b.slot, Publications: []string{b.pub}, StatusInterval: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil))}, h)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, 0) }()
+	b.exec(t, `INSERT INTO outbox (event_type, payload) VALUES ('x', '{}')`)
+	h.next(t) // streaming, and now idle in the read
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Run still waiting 2s after cancel; the status interval is an hour")
+	}
+	b.waitState(t, "the walsender to leave", func(st slotState) bool { return st.pid == 0 })
+}
