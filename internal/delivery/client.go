@@ -65,6 +65,37 @@ type pconn struct {
 	br     *bufio.Reader
 	buf    []byte
 	idleAt time.Time
+	// watched is the context whose end cuts this connection's requests
+	// short (the dispatcher's, in practice: watching it once per
+	// connection, not once per request, saves an AfterFunc and three
+	// allocations per request); cut says it ended.
+	watched context.Context
+	unwatch func() bool
+	cut     atomic.Bool
+}
+
+// watch makes the end of ctx cut the connection's requests short through
+// its deadline; a cut connection is never reused.
+func (c *pconn) watch(ctx context.Context) {
+	if c.watched == ctx {
+		return
+	}
+	if c.unwatch != nil {
+		c.unwatch()
+	}
+	c.watched = ctx
+	c.unwatch = context.AfterFunc(ctx, func() {
+		c.cut.Store(true)
+		_ = c.SetDeadline(time.Unix(1, 0))
+	})
+}
+
+// Close closes the connection and stops watching its context.
+func (c *pconn) Close() error {
+	if c.unwatch != nil {
+		c.unwatch()
+	}
+	return c.Conn.Close()
 }
 
 // reply is what the client keeps of a response.
@@ -307,13 +338,17 @@ func (p *poster) roundTrip(ctx context.Context, c *pconn, t *target, r *request)
 		return a, false, false, fmt.Errorf("set deadline: %w", err)
 	}
 	// Stopping cuts the attempt short through the deadline; a connection
-	// it touched is not reused.
-	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
+	// it touched is not reused. Checked after setting ours: a cut that
+	// came before it would otherwise be undone.
+	c.watch(ctx)
 	defer func() {
-		if !stop() {
+		if c.cut.Load() {
 			keep = false
 		}
 	}()
+	if c.cut.Load() {
+		return a, false, false, fmt.Errorf("write request: %w", context.Cause(ctx))
+	}
 
 	_, werr := c.Write(c.buf)
 	if cap(c.buf) > 64<<10 {
@@ -423,43 +458,43 @@ func readAnswer(br *bufio.Reader, limit int) (a reply, keep, started bool, err e
 			return a, false, started || len(line) > 0, err
 		}
 		started = true
-		proto, rest, ok := strings.Cut(line, " ")
-		if !ok || !strings.HasPrefix(proto, "HTTP/1.") || len(rest) < 3 {
-			return a, false, true, fmt.Errorf("%w: status line %q", errMalformed, truncate(line, 100))
+		proto, rest, ok := bytes.Cut(line, []byte(" "))
+		code := statusCode(rest)
+		if !ok || !bytes.HasPrefix(proto, []byte("HTTP/1.")) || code < 100 {
+			return a, false, true, fmt.Errorf("%w: status line %q", errMalformed, truncate(string(line), 100))
 		}
-		code, err := strconv.Atoi(rest[:3])
-		if err != nil || code < 100 || code > 999 {
-			return a, false, true, fmt.Errorf("%w: status line %q", errMalformed, truncate(line, 100))
-		}
-		close10 = proto == "HTTP/1.0"
+		close10 = string(proto) == "HTTP/1.0"
 		contentLength, chunked, keep = -1, false, !close10
 		for {
 			h, err := readLine(br, &headBytes)
 			if err != nil {
 				return a, false, true, err
 			}
-			if h == "" {
+			if len(h) == 0 {
 				break
 			}
-			name, value, ok := strings.Cut(h, ":")
+			rawName, rawValue, ok := bytes.Cut(h, []byte(":"))
 			if !ok {
-				return a, false, true, fmt.Errorf("%w: header line %q", errMalformed, truncate(h, 100))
+				return a, false, true, fmt.Errorf("%w: header line %q", errMalformed, truncate(string(h), 100))
 			}
-			value = strings.TrimSpace(value)
-			switch strings.ToLower(strings.TrimSpace(name)) {
-			case "content-length":
-				n, err := strconv.ParseInt(value, 10, 64)
-				if err != nil || n < 0 || (contentLength >= 0 && n != contentLength) {
-					return a, false, true, fmt.Errorf("%w: Content-Length %q", errMalformed, truncate(value, 40))
+			// Only the few headers read are made strings: the rest of the
+			// head costs no allocation.
+			name, value := bytes.TrimSpace(rawName), bytes.TrimSpace(rawValue)
+			switch {
+			case asciiEqualFold(name, "content-length"):
+				n := decimal(value)
+				if n < 0 || (contentLength >= 0 && n != contentLength) {
+					return a, false, true, fmt.Errorf("%w: Content-Length %q", errMalformed, truncate(string(value), 40))
 				}
 				contentLength = n
-			case "transfer-encoding":
-				chunked = strings.EqualFold(value, "chunked") || strings.HasSuffix(strings.ToLower(value), ", chunked")
+			case asciiEqualFold(name, "transfer-encoding"):
+				v := string(value)
+				chunked = strings.EqualFold(v, "chunked") || strings.HasSuffix(strings.ToLower(v), ", chunked")
 				if !chunked {
-					return a, false, true, fmt.Errorf("%w: Transfer-Encoding %q", errMalformed, truncate(value, 40))
+					return a, false, true, fmt.Errorf("%w: Transfer-Encoding %q", errMalformed, truncate(v, 40))
 				}
-			case "connection":
-				for _, tok := range strings.Split(value, ",") {
+			case asciiEqualFold(name, "connection"):
+				for _, tok := range strings.Split(string(value), ",") {
 					switch strings.ToLower(strings.TrimSpace(tok)) {
 					case "close":
 						keep = false
@@ -467,8 +502,8 @@ func readAnswer(br *bufio.Reader, limit int) (a reply, keep, started bool, err e
 						keep = keep || close10
 					}
 				}
-			case "retry-after":
-				a.retryAfter = value
+			case asciiEqualFold(name, "retry-after"):
+				a.retryAfter = string(value)
 			}
 		}
 		// 1xx answers are interim (101 would switch protocols: never asked for).
@@ -504,7 +539,7 @@ func readAnswer(br *bufio.Reader, limit int) (a reply, keep, started bool, err e
 			if err != nil {
 				return a, false, true, nil
 			}
-			if h == "" {
+			if len(h) == 0 {
 				break
 			}
 		}
@@ -527,29 +562,78 @@ const maxHead = 1 << 20
 // than the reader's buffer is cut there (its rest is read and dropped: no
 // header walhook reads is that long); n counts the head's bytes against
 // maxHead.
-func readLine(br *bufio.Reader, n *int) (string, error) {
+func readLine(br *bufio.Reader, n *int) ([]byte, error) {
 	line, err := br.ReadSlice('\n')
 	*n += len(line)
 	if err == bufio.ErrBufferFull {
-		kept := string(line)
+		kept := bytes.Clone(line)
 		for err == bufio.ErrBufferFull && *n <= maxHead {
 			line, err = br.ReadSlice('\n')
 			*n += len(line)
 		}
 		if err == nil {
-			line = []byte(kept)
+			line = kept
 		}
 	}
 	if *n > maxHead {
-		return "", fmt.Errorf("%w: head longer than %d bytes", errMalformed, maxHead)
+		return nil, fmt.Errorf("%w: head longer than %d bytes", errMalformed, maxHead)
 	}
 	if err != nil {
 		if err == io.EOF && len(line) > 0 {
 			err = io.ErrUnexpectedEOF
 		}
-		return string(line), err
+		return line, err
 	}
-	return string(bytes.TrimRight(line, "\r\n")), nil
+	return bytes.TrimRight(line, "\r\n"), nil
+}
+
+// statusCode parses the three digits that start a status line's rest, or
+// returns -1.
+func statusCode(rest []byte) int {
+	if len(rest) < 3 || len(rest) > 3 && rest[3] != ' ' {
+		return -1
+	}
+	code := 0
+	for _, c := range rest[:3] {
+		if c < '0' || c > '9' {
+			return -1
+		}
+		code = code*10 + int(c-'0')
+	}
+	return code
+}
+
+// decimal parses a non-negative decimal number of at most 18 digits, or
+// returns -1.
+func decimal(b []byte) int64 {
+	if len(b) == 0 || len(b) > 18 {
+		return -1
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return -1
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n
+}
+
+// asciiEqualFold reports whether b is lower, ignoring ASCII case; lower is
+// lower case.
+func asciiEqualFold(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // snippet keeps the first limit characters of a body, as valid UTF-8.

@@ -143,6 +143,8 @@ func TestPosterReadsAnswersAndKeepsConnectionsWhenItCan(t *testing.T) {
 		{"body over the drain limit", "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + strings.Repeat("é", 50000), 200, strings.Repeat("é", 20), 2},
 		{"snippet cut at characters", "HTTP/1.1 400 Bad Request\r\nContent-Length: 30\r\n\r\n" + strings.Repeat("ü", 15), 400, strings.Repeat("ü", 15), 1},
 		{"invalid UTF-8 kept storable", "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 3\r\n\r\na\xffb", 502, "a\uFFFDb", 1},
+		{"header names in any case, no reason phrase", "HTTP/1.1 202\r\ncOnTeNt-LeNgTh :  4 \r\nCONNECTION: keep-alive\r\n\r\nsure", 202, "sure", 1},
+		{"repeated equal lengths", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\nhi", 200, "hi", 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -172,6 +174,10 @@ func TestPosterRefusesWhatIsNotHTTP(t *testing.T) {
 		{"not HTTP", "SSH-2.0-OpenSSH\r\n\r\n<close>"},
 		{"bad status", "HTTP/1.1 2x0 OK\r\n\r\n<close>"},
 		{"bad content-length", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n<close>"},
+		{"signed content-length", "HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok<close>"},
+		{"conflicting content-lengths", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok<close>"},
+		{"four-digit status", "HTTP/1.1 2000 OK\r\n\r\n<close>"},
+		{"status below 100", "HTTP/1.1 099 Odd\r\n\r\n<close>"},
 		{"switching protocols", "HTTP/1.1 101 Switching Protocols\r\n\r\n<close>"},
 		{"unknown transfer-encoding", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n<close>"},
 	}

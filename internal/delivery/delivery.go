@@ -476,16 +476,30 @@ func (d *Dispatcher) Stop(timeout time.Duration) {
 // Envelope builds the request body {"type","timestamp","data"} around the
 // payload's raw bytes.
 func Envelope(eventType string, at time.Time, payload []byte) []byte {
-	typ, _ := json.Marshal(eventType) // a string always marshals
-	b := make([]byte, 0, len(payload)+len(typ)+64)
+	b := make([]byte, 0, len(payload)+len(eventType)+64)
 	b = append(b, `{"type":`...)
-	b = append(b, typ...)
+	b = appendJSONString(b, eventType)
 	b = append(b, `,"timestamp":"`...)
 	b = at.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z07:00")
 	b = append(b, `","data":`...)
 	b = append(b, payload...)
 	b = append(b, '}')
 	return b
+}
+
+// appendJSONString appends s as encoding/json writes it. Event types are
+// plain ASCII names: those are copied as they are, without the allocation
+// of json.Marshal, which handles anything else.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // outcome is an attempt's result; interrupted when Stop cut it short.
