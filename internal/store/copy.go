@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -60,13 +61,7 @@ func (c *copyData) optText(s string) {
 
 // freeText writes text from outside as optText does for parameters:
 // storable, or NULL when empty.
-func (c *copyData) freeText(s string) {
-	if p := optText(s); p != nil {
-		c.text(*p)
-		return
-	}
-	c.null()
-}
+func (c *copyData) freeText(s string) { c.optText(storable(s)) }
 
 func (c *copyData) int4(v int32) {
 	c.b = binary.BigEndian.AppendUint32(c.b, 4)
@@ -107,8 +102,9 @@ func (c *copyData) optTimestamptz(t time.Time) {
 
 func (c *copyData) end() { c.b = binary.BigEndian.AppendUint16(c.b, 0xffff) }
 
-// copyIn sends rows built by fill into table's columns.
-func copyIn(ctx context.Context, tx pgx.Tx, table string, columns []string, fill func(*copyData)) error {
+// copyIn sends rows built by fill into table's columns; size is about the
+// bytes they take, so the buffer grows once instead of by doubling.
+func copyIn(ctx context.Context, tx pgx.Tx, table string, columns []string, size int, fill func(*copyData)) error {
 	c := copyBuffers.Get().(*copyData)
 	defer func() {
 		// A rare huge batch does not pin its buffer for good.
@@ -117,6 +113,7 @@ func copyIn(ctx context.Context, tx pgx.Tx, table string, columns []string, fill
 		}
 	}()
 	c.reset()
+	c.b = slices.Grow(c.b, size)
 	fill(c)
 	c.end()
 	sql := "COPY " + table + " (" + strings.Join(columns, ", ") + ") FROM STDIN (FORMAT binary)"
@@ -129,8 +126,12 @@ func copyIn(ctx context.Context, tx pgx.Tx, table string, columns []string, fill
 // copyNewRows writes new events, deliveries and attempts by COPY.
 func copyNewRows(ctx context.Context, tx pgx.Tx, b *Batch) error {
 	if len(b.Events) > 0 {
+		size := 0
+		for i := range b.Events {
+			size += 128 + len(b.Events[i].Payload)
+		}
 		if err := copyIn(ctx, tx, "events",
-			[]string{"id", "event_type", "tenant_id", "payload", "outbox_id", "lsn", "created_at", "received_at"},
+			[]string{"id", "event_type", "tenant_id", "payload", "outbox_id", "lsn", "created_at", "received_at"}, size,
 			func(c *copyData) {
 				for i := range b.Events {
 					e := &b.Events[i]
@@ -152,7 +153,7 @@ func copyNewRows(ctx context.Context, tx pgx.Tx, b *Batch) error {
 		if err := copyIn(ctx, tx, "deliveries",
 			[]string{"id", "endpoint_id", "event_id", "event_type", "tenant_id", "status", "attempts", "max_attempts",
 				"next_retry_at", "last_status_code", "last_response", "last_error", "created_at", "updated_at", "delivered_at",
-				"last_attempt_at", "last_duration_us"},
+				"last_attempt_at", "last_duration_us"}, 320*len(b.Deliveries),
 			func(c *copyData) {
 				for i := range b.Deliveries {
 					d := &b.Deliveries[i]
@@ -186,6 +187,7 @@ func copyNewRows(ctx context.Context, tx pgx.Tx, b *Batch) error {
 	if len(b.Attempts) > 0 {
 		if err := copyIn(ctx, tx, "attempts",
 			[]string{"delivery_id", "attempt", "endpoint_id", "started_at", "duration_us", "status_code", "response", "error"},
+			256*len(b.Attempts),
 			func(c *copyData) {
 				for i := range b.Attempts {
 					a := &b.Attempts[i]

@@ -207,10 +207,16 @@ func optText(s string) *string {
 	if s == "" {
 		return nil
 	}
+	s = storable(s)
+	return &s
+}
+
+// storable replaces NUL bytes and invalid UTF-8 with U+FFFD.
+func storable(s string) string {
 	if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
 		s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 	}
-	return &s
+	return s
 }
 
 func optTime(t time.Time) *time.Time {
