@@ -329,6 +329,11 @@ func TestEnvelope(t *testing.T) {
 			want: "{\"type\":\"order.paid\",\"timestamp\":\"2026-11-24T04:18:13.123456Z\",\"data\":{ \"b\" : 2.50,\n  \"a\":[1e3, \"\\u00e9\"], \"b\":3 }}",
 		},
 		{
+			name:      "years before 1000 keep four digits",
+			eventType: "x", at: time.Date(999, 12, 31, 23, 59, 59, 999_999_999, time.UTC), payload: `1`,
+			want: `{"type":"x","timestamp":"0999-12-31T23:59:59.999999Z","data":1}`,
+		},
+		{
 			name:      "event type is escaped as a JSON string",
 			eventType: "we\"ird\\<type>\u2028", at: eventTime, payload: `null`,
 		},

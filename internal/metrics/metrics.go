@@ -65,6 +65,29 @@ type Metrics struct {
 	BuildInfo       *prometheus.GaugeVec
 
 	perEndpoint *endpointCounter // nil unless PerEndpoint was called
+	// children are the labelled counters of the hot path, resolved once in
+	// New and only read after: a vector's lookup hashes its labels on
+	// every call.
+	children map[*prometheus.CounterVec]map[string]prometheus.Counter
+}
+
+// Inc adds one to vec's counter for label (vec has one label).
+func (m *Metrics) Inc(vec *prometheus.CounterVec, label string) {
+	if c, ok := m.children[vec][label]; ok {
+		c.Inc()
+		return
+	}
+	vec.WithLabelValues(label).Inc()
+}
+
+// resolve creates vec's counters for labels, so they are exported at zero
+// and found by Inc without a lookup in vec.
+func (m *Metrics) resolve(vec *prometheus.CounterVec, labels ...string) {
+	by := map[string]prometheus.Counter{}
+	for _, l := range labels {
+		by[l] = vec.WithLabelValues(l)
+	}
+	m.children[vec] = by
 }
 
 // endpointCounter labels final outcomes with endpoint ids, for at most limit
@@ -166,18 +189,11 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.Events, m.DeadLetters, m.Deliveries, m.Attempts, m.AttemptDuration, m.EndToEnd, m.InFlight,
 		m.RetryScheduled, m.RetryDue, m.ReceivedLSN, m.ConfirmedLSN, m.StreamConnected, m.BatchRows, m.FlushDuration, m.BuildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, o := range []string{EventRouted, EventNoSubscriber, EventDeadLettered} {
-		m.Events.WithLabelValues(o)
-	}
-	for _, r := range []string{DeadInvalidJSON, DeadEmptyType, DeadTooLarge, DeadPayloadKind, DeadOther} {
-		m.DeadLetters.WithLabelValues(r)
-	}
-	for _, s := range []string{"delivered", "failed"} {
-		m.Deliveries.WithLabelValues(s)
-	}
-	for _, c := range []string{Class2xx, Class3xx, Class4xx, Class5xx, ClassTimeout, ClassConnError, ClassBlocked} {
-		m.Attempts.WithLabelValues(c)
-	}
+	m.children = map[*prometheus.CounterVec]map[string]prometheus.Counter{}
+	m.resolve(m.Events, EventRouted, EventNoSubscriber, EventDeadLettered)
+	m.resolve(m.DeadLetters, DeadInvalidJSON, DeadEmptyType, DeadTooLarge, DeadPayloadKind, DeadOther)
+	m.resolve(m.Deliveries, "delivered", "failed")
+	m.resolve(m.Attempts, Class2xx, Class3xx, Class4xx, Class5xx, ClassTimeout, ClassConnError, ClassBlocked)
 	return m
 }
 

@@ -46,3 +46,25 @@ func TestPerEndpointLabelsAreOptInAndCapped(t *testing.T) {
 		}
 	}
 }
+
+func TestIncCountsOnTheVectorsChildren(t *testing.T) {
+	m := metrics.Discard()
+	tests := []struct {
+		name  string
+		vec   *prometheus.CounterVec
+		label string
+	}{
+		{"a label resolved in New", m.Attempts, metrics.Class2xx},
+		{"another vector's label", m.Deliveries, "failed"},
+		{"a label not resolved ahead", m.Events, "something_new"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m.Inc(tt.vec, tt.label)
+			m.Inc(tt.vec, tt.label)
+			if got := testutil.ToFloat64(tt.vec.WithLabelValues(tt.label)); got != 2 {
+				t.Fatalf("counter %s = %v, want 2", tt.label, got)
+			}
+		})
+	}
+}

@@ -122,8 +122,8 @@ func (p *Pipeline) HandleTxn(ctx context.Context, txn *stream.Txn) error {
 			ev, dl, class := p.decode(c, txn, i, now)
 			if dl != nil {
 				rec.DeadLetters = append(rec.DeadLetters, *dl)
-				p.m.Events.WithLabelValues(metrics.EventDeadLettered).Inc()
-				p.m.DeadLetters.WithLabelValues(class).Inc()
+				p.m.Inc(p.m.Events, metrics.EventDeadLettered)
+				p.m.Inc(p.m.DeadLetters, class)
 				p.log.Warn("outbox row dead-lettered", "lsn", txn.CommitLSN, "outbox_id", dl.OutboxID, "reason", dl.Reason)
 				continue
 			}
@@ -134,10 +134,10 @@ func (p *Pipeline) HandleTxn(ctx context.Context, txn *stream.Txn) error {
 			}
 			targets := p.opts.Router.Table().Match(ev.TenantID, ev.Type)
 			if len(targets) == 0 {
-				p.m.Events.WithLabelValues(metrics.EventNoSubscriber).Inc()
+				p.m.Inc(p.m.Events, metrics.EventNoSubscriber)
 				continue
 			}
-			p.m.Events.WithLabelValues(metrics.EventRouted).Inc()
+			p.m.Inc(p.m.Events, metrics.EventRouted)
 			for _, ep := range targets {
 				id := store.DeliveryID(ev.ID, ep.ID)
 				maxAttempts := p.opts.MaxAttempts

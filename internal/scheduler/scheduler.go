@@ -392,7 +392,7 @@ func (s *Scheduler) dispatch(table *route.Table, dd *store.DueDelivery, now time
 		d := dd.Delivery
 		d.Status, d.NextRetryAt, d.LastError, d.UpdatedAt = store.StatusFailed, time.Time{}, "endpoint deleted; not attempted", now
 		s.opts.Sink.Result(delivery.Result{Delivery: d})
-		s.m.Deliveries.WithLabelValues("failed").Inc()
+		s.m.Inc(s.m.Deliveries, "failed")
 	case !ep.Active:
 		// Paused or disabled: wait, without spending an attempt, until
 		// it is resumed or re-enabled.
