@@ -51,7 +51,7 @@ func (l *listing) tenant(t *string) {
 }
 
 // page adds the time range and cursor conditions on created_at and id. The
-// row comparison keeps the (created_at DESC, id DESC) indexes usable.
+// row comparison keeps the (created_at, id) indexes usable, read backwards.
 func (l *listing) page(since, until time.Time, before *PageKey) {
 	a := l.alias
 	if !since.IsZero() {

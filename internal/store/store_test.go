@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/walhook/walhook/internal/pgtest"
 	"github.com/walhook/walhook/internal/store"
@@ -291,5 +294,46 @@ func TestBigAndSmallBatchesWriteTheSameRows(t *testing.T) {
 	}
 	if err := s.WriteBatch(ctx, batch("b", 100)); !store.IsDuplicate(err) {
 		t.Fatalf("writing the big batch again: %v, want a duplicate-key error", err)
+	}
+}
+
+func TestNewestFirstListsReadTheirIndexesBackwards(t *testing.T) {
+	// The list indexes are ascending (cheap to insert into at the right
+	// edge); newest-first pages must still come from them, in order,
+	// without a sort.
+	s := open(t)
+	ctx := context.Background()
+	tests := []struct{ name, sql, index string }{
+		{"deliveries", `SELECT id FROM deliveries WHERE (created_at, id) < ($1, $2) ORDER BY created_at DESC, id DESC LIMIT 50`, "deliveries_created_idx"},
+		{"an endpoint's deliveries", `SELECT id FROM deliveries WHERE endpoint_id = $3 AND (created_at, id) < ($1, $2) ORDER BY created_at DESC, id DESC LIMIT 50`, "deliveries_endpoint_created_idx"},
+		{"events", `SELECT id FROM events WHERE (created_at, id) < ($1, $2) ORDER BY created_at DESC, id DESC LIMIT 50`, "events_created_idx"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tx, err := s.Pool().Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(ctx) //nolint:errcheck // read-only
+			if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off`); err != nil {
+				t.Fatal(err)
+			}
+			args := []any{time.Now(), "msg_z"}
+			if strings.Contains(tt.sql, "$3") {
+				args = append(args, "ep_a")
+			}
+			rows, err := tx.Query(ctx, "EXPLAIN "+tt.sql, args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				t.Fatal(err)
+			}
+			plan := strings.Join(lines, "\n")
+			if !strings.Contains(plan, "Scan Backward using "+tt.index) || strings.Contains(plan, "Sort") {
+				t.Fatalf("plan does not read %s backwards without a sort:\n%s", tt.index, plan)
+			}
+		})
 	}
 }
