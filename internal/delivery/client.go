@@ -347,7 +347,7 @@ func (p *poster) roundTrip(ctx context.Context, c *pconn, t *target, r *request)
 		}
 	}()
 	if c.cut.Load() {
-		return a, false, false, fmt.Errorf("write request: %w", context.Cause(ctx))
+		return a, false, false, errCut
 	}
 
 	_, werr := c.Write(c.buf)
@@ -368,6 +368,9 @@ func (p *poster) roundTrip(ctx context.Context, c *pconn, t *target, r *request)
 	// Anything after the answer is not for the next request.
 	return a, keep && c.br.Buffered() == 0, true, nil
 }
+
+// errCut is a request on a connection whose watched context ended.
+var errCut = errors.New("connection cut short by shutdown")
 
 // errHeader is a header value that would break the request's framing.
 var errHeader = errors.New("header value contains a line break or control character")
@@ -558,9 +561,10 @@ func readAnswer(br *bufio.Reader, limit int) (a reply, keep, started bool, err e
 // maxHead bounds a response's status line and headers together.
 const maxHead = 1 << 20
 
-// readLine reads one header or status line without its CRLF. A line longer
-// than the reader's buffer is cut there (its rest is read and dropped: no
-// header walhook reads is that long); n counts the head's bytes against
+// readLine reads one header or status line without its CRLF. The line
+// points into br's buffer: it is valid only until the next read from br. A
+// line longer than the buffer is cut there (its rest is read and dropped:
+// no header walhook reads is that long); n counts the head's bytes against
 // maxHead.
 func readLine(br *bufio.Reader, n *int) ([]byte, error) {
 	line, err := br.ReadSlice('\n')

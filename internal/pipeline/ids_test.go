@@ -13,6 +13,10 @@ func TestEventIDsSortInCommitOrder(t *testing.T) {
 		{0x1_0000_0000, 0xabcdef, "evt_0000000100000000abcdef"},
 		{^uint64(0), 0xffffff, "evt_ffffffffffffffffffffff"},
 	}
+	// Past 6 digits the index widens rather than wraps: ids stay unique.
+	if got, want := EventID(7, 0x1000000), "evt_00000000000000071000000"; got != want {
+		t.Errorf("EventID(7, 0x1000000) = %s, want %s", got, want)
+	}
 	for _, c := range cases {
 		if got := EventID(c.lsn, c.index); got != c.want {
 			t.Errorf("EventID(%#x, %d) = %s, want %s", c.lsn, c.index, got, c.want)

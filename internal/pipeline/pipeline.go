@@ -205,7 +205,8 @@ func (p *Pipeline) endpointChanged(ctx context.Context, c *stream.Change) error 
 }
 
 // EventID is the id of the index-th change of the transaction committed at
-// commitLSN: "evt_", the LSN in 16 hex digits, the index in 6.
+// commitLSN: "evt_", the LSN in 16 hex digits, the index in at least 6 (more
+// only in a transaction of over 16.7 million changes).
 func EventID(commitLSN uint64, index int) string {
 	b := make([]byte, 0, 4+16+6)
 	b = append(b, "evt_"...)
@@ -214,8 +215,12 @@ func EventID(commitLSN uint64, index int) string {
 	return string(b)
 }
 
+// appendHex appends v in lower-case hex, zero-padded to at least digits.
 func appendHex(b []byte, v uint64, digits int) []byte {
 	const hex = "0123456789abcdef"
+	for v>>(4*uint(digits)) != 0 && digits < 16 {
+		digits++
+	}
 	for i := digits - 1; i >= 0; i-- {
 		b = append(b, hex[(v>>(4*uint(i)))&0xf])
 	}

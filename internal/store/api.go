@@ -219,12 +219,16 @@ func scanEvent(row pgx.Row, extra ...any) (*Event, error) {
 
 // ListEvents returns events newest first, without their payloads.
 func (s *Store) ListEvents(ctx context.Context, f EventFilter) ([]*Event, error) {
+	sql, args := eventsQuery(f)
+	return queryAll(ctx, s, "list events", sql, args, func(r pgx.Row) (*Event, error) { return scanEvent(r) })
+}
+
+func eventsQuery(f EventFilter) (string, []any) {
 	l := listing{alias: "e."}
 	l.tenant(f.Tenant)
 	l.eq("event_type", f.EventType)
 	l.page(f.Since, f.Until, f.Before)
-	return queryAll(ctx, s, "list events", l.sql(`SELECT `+eventColumns+` FROM events e`, f.Limit), l.args,
-		func(r pgx.Row) (*Event, error) { return scanEvent(r) })
+	return l.sql(`SELECT `+eventColumns+` FROM events e`, f.Limit), l.args
 }
 
 // GetEvent returns one event with its payload; tenant, when not nil, must

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,8 +22,6 @@ import (
 // 32-bit length (-1: NULL) followed by the value in its type's binary send
 // format; a 16-bit -1 ends the stream.
 type copyData struct{ b []byte }
-
-var copyBuffers = sync.Pool{New: func() any { return &copyData{} }}
 
 const copySignature = "PGCOPY\n\xff\r\n\x00"
 
@@ -104,33 +101,35 @@ func (c *copyData) end() { c.b = binary.BigEndian.AppendUint16(c.b, 0xffff) }
 
 // copyIn sends rows built by fill into table's columns; size is about the
 // bytes they take, so the buffer grows once instead of by doubling.
-func copyIn(ctx context.Context, tx pgx.Tx, table string, columns []string, size int, fill func(*copyData)) error {
-	c := copyBuffers.Get().(*copyData)
-	defer func() {
-		// A rare huge batch does not pin its buffer for good.
-		if cap(c.b) <= 4<<20 {
-			copyBuffers.Put(c)
-		}
-	}()
+func (s *Store) copyIn(ctx context.Context, tx pgx.Tx, table string, columns []string, size int, fill func(*copyData)) error {
+	c, _ := s.copyBuffers.Get().(*copyData)
+	if c == nil {
+		c = &copyData{}
+	}
 	c.reset()
 	c.b = slices.Grow(c.b, size)
 	fill(c)
 	c.end()
 	sql := "COPY " + table + " (" + strings.Join(columns, ", ") + ") FROM STDIN (FORMAT binary)"
 	if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(c.b), sql); err != nil {
+		// Not reused: on some errors pgconn returns while its sending
+		// goroutine may still read the buffer.
 		return fmt.Errorf("copy %s: %w", table, err)
+	}
+	if cap(c.b) <= 4<<20 { // a rare huge batch does not pin its buffer for good
+		s.copyBuffers.Put(c)
 	}
 	return nil
 }
 
 // copyNewRows writes new events, deliveries and attempts by COPY.
-func copyNewRows(ctx context.Context, tx pgx.Tx, b *Batch) error {
+func (s *Store) copyNewRows(ctx context.Context, tx pgx.Tx, b *Batch) error {
 	if len(b.Events) > 0 {
 		size := 0
 		for i := range b.Events {
 			size += 128 + len(b.Events[i].Payload)
 		}
-		if err := copyIn(ctx, tx, "events",
+		if err := s.copyIn(ctx, tx, "events",
 			[]string{"id", "event_type", "tenant_id", "payload", "outbox_id", "lsn", "created_at", "received_at"}, size,
 			func(c *copyData) {
 				for i := range b.Events {
@@ -150,7 +149,7 @@ func copyNewRows(ctx context.Context, tx pgx.Tx, b *Batch) error {
 		}
 	}
 	if len(b.Deliveries) > 0 {
-		if err := copyIn(ctx, tx, "deliveries",
+		if err := s.copyIn(ctx, tx, "deliveries",
 			[]string{"id", "endpoint_id", "event_id", "event_type", "tenant_id", "status", "attempts", "max_attempts",
 				"next_retry_at", "last_status_code", "last_response", "last_error", "created_at", "updated_at", "delivered_at",
 				"last_attempt_at", "last_duration_us"}, 320*len(b.Deliveries),
@@ -185,7 +184,7 @@ func copyNewRows(ctx context.Context, tx pgx.Tx, b *Batch) error {
 		}
 	}
 	if len(b.Attempts) > 0 {
-		if err := copyIn(ctx, tx, "attempts",
+		if err := s.copyIn(ctx, tx, "attempts",
 			[]string{"delivery_id", "attempt", "endpoint_id", "started_at", "duration_us", "status_code", "response", "error"},
 			256*len(b.Attempts),
 			func(c *copyData) {

@@ -47,6 +47,11 @@ type DeliveryFilter struct {
 
 // ListDeliveries returns deliveries newest first.
 func (s *Store) ListDeliveries(ctx context.Context, f DeliveryFilter) ([]*Delivery, error) {
+	sql, args := deliveriesQuery(f)
+	return queryAll(ctx, s, "list deliveries", sql, args, func(r pgx.Row) (*Delivery, error) { return scanDelivery(r) })
+}
+
+func deliveriesQuery(f DeliveryFilter) (string, []any) {
 	l := listing{alias: "d."}
 	l.tenant(f.Tenant)
 	l.eq("endpoint_id", f.EndpointID)
@@ -54,8 +59,7 @@ func (s *Store) ListDeliveries(ctx context.Context, f DeliveryFilter) ([]*Delive
 	l.eq("event_id", f.EventID)
 	l.eq("event_type", f.EventType)
 	l.page(f.Since, f.Until, f.Before)
-	return queryAll(ctx, s, "list deliveries", l.sql(`SELECT `+deliveryColumns+` FROM deliveries d`, f.Limit), l.args,
-		func(r pgx.Row) (*Delivery, error) { return scanDelivery(r) })
+	return l.sql(`SELECT `+deliveryColumns+` FROM deliveries d`, f.Limit), l.args
 }
 
 // GetDelivery returns one delivery.

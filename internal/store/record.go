@@ -270,7 +270,7 @@ func (s *Store) WriteBatch(ctx context.Context, b *Batch) error {
 		return nil
 	}
 	if err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := copyNewRows(ctx, tx, b); err != nil {
+		if err := s.copyNewRows(ctx, tx, b); err != nil {
 			return err
 		}
 		if q.Len() == 0 {

@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -33,6 +34,8 @@ type Store struct {
 	pool   *pgxpool.Pool
 	schema string
 	dsn    string
+	// copyBuffers holds *copyData buffers for batches written by COPY.
+	copyBuffers sync.Pool
 }
 
 // Open connects a pool whose connections use schema as search_path.

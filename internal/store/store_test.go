@@ -229,14 +229,16 @@ func TestBigAndSmallBatchesWriteTheSameRows(t *testing.T) {
 			ev := fmt.Sprintf("evt_%s%d", prefix, i)
 			id := fmt.Sprintf("%s%d", prefix, i)
 			b.Events = append(b.Events, store.Event{ID: ev, Type: "order.created", TenantID: map[bool]string{true: "acme"}[i%2 == 0],
-				Payload: []byte(`{"i":` + fmt.Sprint(i) + `}`), LSN: uint64(i + 1), CreatedAt: now, ReceivedAt: now})
+				Payload: []byte(`{"i":` + fmt.Sprint(i) + `}`), LSN: uint64(i + 1), CreatedAt: now, ReceivedAt: now,
+				OutboxID: map[bool]string{true: fmt.Sprint(i)}[i%2 == 0]})
 			d := store.Delivery{ID: id, EndpointID: "ep_a", EventID: ev, EventType: "order.created", Status: store.StatusDelivered,
 				Attempts: 1, MaxAttempts: 5, LastStatusCode: 200, LastResponse: "ok\x00\xff", CreatedAt: now, UpdatedAt: now, DeliveredAt: now}
 			if i%2 == 0 {
 				d.LastAttemptAt, d.LastDuration = now, time.Millisecond
 			} else {
 				d.Status, d.LastStatusCode, d.LastError, d.DeliveredAt, d.NextRetryAt = store.StatusRetrying, 0, "refused", time.Time{}, now.Add(time.Minute)
-				b.Attempts = append(b.Attempts, store.Attempt{DeliveryID: id, Attempt: 1, EndpointID: "ep_a", StartedAt: now, Duration: time.Millisecond, Error: "refused"})
+				b.Attempts = append(b.Attempts, store.Attempt{DeliveryID: id, Attempt: 1, EndpointID: "ep_a", StartedAt: now, Duration: time.Millisecond,
+					StatusCode: 503, Response: "busy", Error: "refused"})
 			}
 			b.Deliveries = append(b.Deliveries, d)
 		}
@@ -290,6 +292,18 @@ func TestBigAndSmallBatchesWriteTheSameRows(t *testing.T) {
 			if d.Attempts != 1 || d.MaxAttempts != 5 || d.EndpointID != "ep_a" || d.EventID != "evt_"+id || ev.LSN != uint64(i+1) || ev.Type != "order.created" {
 				t.Errorf("%s: delivery %+v, event %+v", id, d, ev)
 			}
+			// The first attempt: kept on the delivery (even rows) or in
+			// its own row (odd ones).
+			wantAttempt, wantOutbox := fmt.Sprint(200, "ok\ufffd\ufffd", ""), fmt.Sprint(i)
+			if i%2 == 1 {
+				wantAttempt, wantOutbox = fmt.Sprint(503, "busy", "refused"), ""
+			}
+			if got := fmt.Sprint(atts[0].StatusCode, atts[0].Response, atts[0].Error); got != wantAttempt {
+				t.Errorf("%s: attempt %s, want %s", id, got, wantAttempt)
+			}
+			if ev.OutboxID != wantOutbox {
+				t.Errorf("%s: outbox id %q, want %q", id, ev.OutboxID, wantOutbox)
+			}
 		}
 	}
 	if err := s.WriteBatch(ctx, batch("b", 100)); !store.IsDuplicate(err) {
@@ -299,14 +313,23 @@ func TestBigAndSmallBatchesWriteTheSameRows(t *testing.T) {
 
 func TestNewestFirstListsReadTheirIndexesBackwards(t *testing.T) {
 	// The list indexes are ascending (cheap to insert into at the right
-	// edge); newest-first pages must still come from them, in order,
-	// without a sort.
+	// edge); newest-first pages, as the store builds their SQL, must still
+	// come from them, in order, without a sort.
 	s := open(t)
 	ctx := context.Background()
-	tests := []struct{ name, sql, index string }{
-		{"deliveries", `SELECT id FROM deliveries WHERE (created_at, id) < ($1, $2) ORDER BY created_at DESC, id DESC LIMIT 50`, "deliveries_created_idx"},
-		{"an endpoint's deliveries", `SELECT id FROM deliveries WHERE endpoint_id = $3 AND (created_at, id) < ($1, $2) ORDER BY created_at DESC, id DESC LIMIT 50`, "deliveries_endpoint_created_idx"},
-		{"events", `SELECT id FROM events WHERE (created_at, id) < ($1, $2) ORDER BY created_at DESC, id DESC LIMIT 50`, "events_created_idx"},
+	cursor := &store.PageKey{CreatedAt: time.Now(), ID: "msg_z"}
+	deliveries := func(f store.DeliveryFilter) func() (string, []any) {
+		return func() (string, []any) { return store.DeliveriesQuery(f) }
+	}
+	tests := []struct {
+		name  string
+		query func() (string, []any)
+		index string
+	}{
+		{"deliveries", deliveries(store.DeliveryFilter{Before: cursor, Limit: 50}), "deliveries_created_idx"},
+		{"an endpoint's deliveries", deliveries(store.DeliveryFilter{EndpointID: "ep_a", Before: cursor, Limit: 50}), "deliveries_endpoint_created_idx"},
+		{"deliveries since a time", deliveries(store.DeliveryFilter{Since: time.Now().Add(-time.Hour), Limit: 50}), "deliveries_created_idx"},
+		{"events", func() (string, []any) { return store.EventsQuery(store.EventFilter{Before: cursor, Limit: 50}) }, "events_created_idx"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -318,11 +341,8 @@ func TestNewestFirstListsReadTheirIndexesBackwards(t *testing.T) {
 			if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off`); err != nil {
 				t.Fatal(err)
 			}
-			args := []any{time.Now(), "msg_z"}
-			if strings.Contains(tt.sql, "$3") {
-				args = append(args, "ep_a")
-			}
-			rows, err := tx.Query(ctx, "EXPLAIN "+tt.sql, args...)
+			sql, args := tt.query()
+			rows, err := tx.Query(ctx, "EXPLAIN "+sql, args...)
 			if err != nil {
 				t.Fatal(err)
 			}

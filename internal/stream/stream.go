@@ -272,6 +272,7 @@ func (s *Stream) session(ctx context.Context, handled *uint64) error {
 	}
 	stopWatch := context.AfterFunc(ctx, func() { _ = conn.Conn().SetReadDeadline(time.Unix(1, 0)) })
 	defer stopWatch()
+	done := ctx.Done()
 	// A server shutting down waits for us to confirm all it sent, while
 	// the handler may be unable to record (its connections were closed by
 	// that same shutdown): disconnecting breaks the deadlock, and the
@@ -307,6 +308,13 @@ func (s *Stream) session(ctx context.Context, handled *uint64) error {
 				return nil
 			}
 			return fmt.Errorf("receive: %w", err)
+		}
+		// Messages already buffered arrive without a read: stop between
+		// them too, as a context on each receive did.
+		select {
+		case <-done:
+			return nil
+		default:
 		}
 		s.lastActivity.Store(time.Now().UnixNano())
 		var data []byte
