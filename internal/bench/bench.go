@@ -292,7 +292,7 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 		}
 	}
 
-	pgBefore, err := snapshotPG(ctx, r.dsn)
+	pgBefore, err := snapshotPG(ctx, r.dsn, false)
 	if err != nil {
 		return nil, err
 	}
@@ -338,7 +338,7 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 	m.exitErr = r.wh.stop(r.stopGrace())
 	prod.close()
 	statsDeliveries := r.delivered()
-	pgAfter, err := snapshotPG(ctx, r.dsn)
+	pgAfter, err := snapshotPG(ctx, r.dsn, true)
 	if err != nil {
 		return nil, err
 	}

@@ -80,8 +80,8 @@ type pgSnapshot struct {
 // snapshotPG reads the tuple counters of every user table (all schemas:
 // the outbox in public, walhook's own tables in schema walhook) and the WAL
 // position. Backends report their counters when they go idle or exit, so a
-// final snapshot is taken after walhook has stopped.
-func snapshotPG(ctx context.Context, dsn string) (pgSnapshot, error) {
+// final snapshot is taken after walhook and the producer have left.
+func snapshotPG(ctx context.Context, dsn string, final bool) (pgSnapshot, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, dsn)
@@ -89,6 +89,19 @@ func snapshotPG(ctx context.Context, dsn string) (pgSnapshot, error) {
 		return pgSnapshot{}, fmt.Errorf("postgres statistics: %w", err)
 	}
 	defer conn.Close(ctx)
+	// A backend of a client that just left (walhook, the producer) reports
+	// its counts on its way out, before it leaves pg_stat_activity: the
+	// final snapshot waits for that, a little.
+	for deadline := time.Now().Add(3 * time.Second); final && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		var others int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()`).Scan(&others); err != nil {
+			return pgSnapshot{}, fmt.Errorf("postgres backends: %w", err)
+		}
+		if others == 0 {
+			break
+		}
+	}
 	snap := pgSnapshot{tables: map[string]tupleCounts{}}
 	rows, err := conn.Query(ctx, `SELECT schemaname || '.' || relname, n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables`)
 	if err != nil {

@@ -103,6 +103,12 @@ func (p *producer) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, c := range p.conns {
+		// A backend reports its row counts when idle, at most once a
+		// second, or when it exits, after Close has returned: either can
+		// come after the final statistics are read. Forced, the report is
+		// made before this statement's answer (PostgreSQL 15 and later;
+		// older servers refuse the function, and keep the race).
+		_, _ = c.Exec(ctx, `SELECT pg_stat_force_next_flush()`)
 		_ = c.Close(ctx)
 	}
 	p.conns = nil
