@@ -60,7 +60,7 @@ func (s *Service) TestEndpoint(ctx context.Context, id string, tenant *string) (
 	if err != nil {
 		return TestResult{}, fmt.Errorf("test event: %w", err)
 	}
-	res, err := s.Sender.Send(&delivery.Job{DeliveryID: store.DeliveryID(ev.ID, e.ID), Endpoint: ep,
+	res, err := s.Sender.Send(&delivery.Job{DeliveryID: store.DeliveryID(now, ev.ID, e.ID), Endpoint: ep,
 		EventID: ev.ID, EventType: ev.Type, EventTime: ev.CreatedAt, Payload: ev.Payload})
 	if err != nil {
 		return TestResult{}, fmt.Errorf("test endpoint %s: %w", e.ID, err)

@@ -7,9 +7,9 @@
 //
 // Ids are derived, not random, so a transaction streamed again after a crash
 // produces the same ids: an event is "evt_" + its transaction's commit LSN
-// and its position in the transaction; a delivery is the event id and a hash
-// of the endpoint id, and is sent as webhook-id, so a re-sent request can be
-// recognised by the receiver.
+// and its position in the transaction; a delivery is the commit time and a
+// hash of event id and endpoint id (store.DeliveryID), and is sent as
+// webhook-id, so a re-sent request can be recognised by the receiver.
 package pipeline
 
 import (
@@ -139,7 +139,7 @@ func (p *Pipeline) HandleTxn(ctx context.Context, txn *stream.Txn) error {
 			}
 			p.m.Inc(p.m.Events, metrics.EventRouted)
 			for _, ep := range targets {
-				id := store.DeliveryID(ev.ID, ep.ID)
+				id := store.DeliveryID(txn.CommitTime, ev.ID, ep.ID)
 				maxAttempts := p.opts.MaxAttempts
 				if ep.MaxAttempts > 0 {
 					maxAttempts = ep.MaxAttempts

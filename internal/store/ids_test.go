@@ -4,55 +4,60 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestDeliveryIDs(t *testing.T) {
-	shape := regexp.MustCompile(`^msg_[0-9a-f]{22}[a-z2-7]{13}$`)
+	shape := regexp.MustCompile(`^msg_[0-9a-f]{13}[a-z2-7]{13}$`)
 	event := func(lsn uint64, i int) string { return fmt.Sprintf("evt_%016x%06x", lsn, i) }
-	endpoints := []string{"ep_b", "ep_a", "ep_c"}
+	t0 := time.Date(2026, 11, 24, 12, 0, 0, 123456000, time.UTC)
 
 	t.Run("the same event and endpoint give the same id", func(t *testing.T) {
-		if a, b := DeliveryID(event(7, 1), "ep_a"), DeliveryID(event(7, 1), "ep_a"); a != b {
+		if a, b := DeliveryID(t0, event(7, 1), "ep_a"), DeliveryID(t0, event(7, 1), "ep_a"); a != b {
 			t.Fatalf("%s != %s", a, b)
 		}
 	})
-	t.Run("ids have the documented shape", func(t *testing.T) {
-		if id := DeliveryID(event(0x16b3a28, 3), "ep_a"); !shape.MatchString(id) {
-			t.Fatalf("%s does not match %s", id, shape)
+	t.Run("ids have the documented shape and fit 32 bytes", func(t *testing.T) {
+		for _, at := range []time.Time{t0, time.Unix(0, 0), time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)} {
+			if id := DeliveryID(at, event(0x16b3a28, 3), "ep_a"); !shape.MatchString(id) || len(id) > 32 {
+				t.Errorf("%s: %s does not match %s", at, id, shape)
+			}
 		}
 	})
-	t.Run("ids sort in the order of their events, whatever the endpoint", func(t *testing.T) {
+	t.Run("ids sort in commit-time order, whatever the event and endpoint", func(t *testing.T) {
 		var ids []string
-		for _, lsn := range []uint64{0x10, 0x11, 0x1_0000_0000} {
+		for k, at := range []time.Time{t0, t0.Add(time.Microsecond), t0.Add(time.Second), t0.Add(1000 * time.Hour)} {
+			var of []string
 			for i := range 3 {
-				var of []string
-				for _, ep := range endpoints {
-					of = append(of, DeliveryID(event(lsn, i), ep))
+				for _, ep := range []string{"ep_b", "ep_a", "ep_c"} {
+					of = append(of, DeliveryID(at, event(uint64(100-k), i), ep))
 				}
-				slices.Sort(of)
-				ids = append(ids, of...)
 			}
+			slices.Sort(of)
+			ids = append(ids, of...)
 		}
 		if !slices.IsSorted(ids) {
-			t.Fatalf("not in event order: %v", ids)
+			t.Fatalf("not in commit-time order: %v", ids)
 		}
 	})
-	t.Run("each endpoint of an event gets its own id", func(t *testing.T) {
+	t.Run("each event and endpoint get their own id in one microsecond", func(t *testing.T) {
 		seen := map[string]string{}
-		for i := range 10000 {
-			ep := fmt.Sprintf("ep_%d", i)
-			id := DeliveryID(event(1, 0), ep)
-			if other, dup := seen[id]; dup {
-				t.Fatalf("%s and %s share %s", ep, other, id)
+		for e := range 100 {
+			for i := range 100 {
+				key := fmt.Sprintf("%s ep_%d", event(1, e), i)
+				id := DeliveryID(t0, event(1, e), fmt.Sprintf("ep_%d", i))
+				if other, dup := seen[id]; dup {
+					t.Fatalf("%s and %s share %s", key, other, id)
+				}
+				seen[id] = key
 			}
-			seen[id] = ep
 		}
 	})
-	t.Run("an event's id is the prefix of its deliveries' ids", func(t *testing.T) {
-		ev := NewID("evt_") // a test send's event
-		if id := DeliveryID(ev, "ep_a"); id[:4+26] != "msg_"+ev[4:] {
-			t.Fatalf("%s does not start with the body of %s", id, ev)
+	t.Run("the commit LSN is not shown to receivers", func(t *testing.T) {
+		if id := DeliveryID(t0, event(0xdeadbeef, 1), "ep_a"); strings.Contains(id, "deadbeef") {
+			t.Fatalf("%s shows the LSN", id)
 		}
 	})
 }
