@@ -5,11 +5,10 @@
 // stream update the routing table in commit order, so a change applies
 // exactly to the events committed after it.
 //
-// Ids are derived, not random, so a transaction streamed again after a crash
-// produces the same ids: an event is "evt_" + its transaction's commit LSN
-// and its position in the transaction; a delivery is the commit time and a
-// hash of event id and endpoint id (store.DeliveryID), and is sent as
-// webhook-id, so a re-sent request can be recognised by the receiver.
+// Ids are derived, not random (store.EventID, store.DeliveryID), so a
+// transaction streamed again after a crash produces the same ids; a
+// delivery's id is sent as webhook-id, so a re-sent request can be
+// recognised by the receiver.
 package pipeline
 
 import (
@@ -204,29 +203,6 @@ func (p *Pipeline) endpointChanged(ctx context.Context, c *stream.Change) error 
 	return nil
 }
 
-// EventID is the id of the index-th change of the transaction committed at
-// commitLSN: "evt_", the LSN in 16 hex digits, the index in at least 6 (more
-// only in a transaction of over 16.7 million changes).
-func EventID(commitLSN uint64, index int) string {
-	b := make([]byte, 0, 4+16+6)
-	b = append(b, "evt_"...)
-	b = appendHex(b, commitLSN, 16)
-	b = appendHex(b, uint64(index), 6)
-	return string(b)
-}
-
-// appendHex appends v in lower-case hex, zero-padded to at least digits.
-func appendHex(b []byte, v uint64, digits int) []byte {
-	const hex = "0123456789abcdef"
-	for v>>(4*uint(digits)) != 0 && digits < 16 {
-		digits++
-	}
-	for i := digits - 1; i >= 0; i-- {
-		b = append(b, hex[(v>>(4*uint(i)))&0xf])
-	}
-	return b
-}
-
 // decode makes an event of an outbox insert, or a dead letter saying why not
 // and the reason's class for the metric.
 func (p *Pipeline) decode(c *stream.Change, txn *stream.Txn, index int, now time.Time) (*store.Event, *store.DeadLetter, string) {
@@ -279,7 +255,7 @@ func (p *Pipeline) decode(c *stream.Change, txn *stream.Txn, index int, now time
 		return dead(metrics.DeadPayloadKind, "payload is a JSON %s; outbox.payload_kinds accepts %s", kind, strings.Join(ob.PayloadKinds, ", "))
 	}
 	ev := &store.Event{
-		ID: EventID(txn.CommitLSN, index), Type: string(typ), Payload: payload, OutboxID: string(outboxID),
+		ID: store.EventID(txn.CommitLSN, index), Type: string(typ), Payload: payload, OutboxID: string(outboxID),
 		LSN: txn.CommitLSN, CreatedAt: txn.CommitTime, ReceivedAt: now,
 	}
 	if tenant, ok := get(ob.TenantID); ok && tenant != nil {

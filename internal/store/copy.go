@@ -21,7 +21,10 @@ import (
 // header extension length; per row a 16-bit field count and per field a
 // 32-bit length (-1: NULL) followed by the value in its type's binary send
 // format; a 16-bit -1 ends the stream.
-type copyData struct{ b []byte }
+type copyData struct {
+	b      []byte
+	fields int // per row: the COPY's column count
+}
 
 const copySignature = "PGCOPY\n\xff\r\n\x00"
 
@@ -31,7 +34,8 @@ func (c *copyData) reset() {
 	c.b = binary.BigEndian.AppendUint32(c.b, 0) // no header extension
 }
 
-func (c *copyData) row(fields int) { c.b = binary.BigEndian.AppendUint16(c.b, uint16(fields)) }
+// row starts a row; its fields follow.
+func (c *copyData) row() { c.b = binary.BigEndian.AppendUint16(c.b, uint16(c.fields)) }
 
 func (c *copyData) null() { c.b = binary.BigEndian.AppendUint32(c.b, 0xffffffff) }
 
@@ -107,6 +111,7 @@ func (s *Store) copyIn(ctx context.Context, tx pgx.Tx, table string, columns []s
 		c = &copyData{}
 	}
 	c.reset()
+	c.fields = len(columns)
 	c.b = slices.Grow(c.b, size)
 	fill(c)
 	c.end()
@@ -134,7 +139,7 @@ func (s *Store) copyNewRows(ctx context.Context, tx pgx.Tx, b *Batch) error {
 			func(c *copyData) {
 				for i := range b.Events {
 					e := &b.Events[i]
-					c.row(8)
+					c.row()
 					c.text(e.ID)
 					c.text(e.Type)
 					c.optText(e.TenantID)
@@ -156,7 +161,7 @@ func (s *Store) copyNewRows(ctx context.Context, tx pgx.Tx, b *Batch) error {
 			func(c *copyData) {
 				for i := range b.Deliveries {
 					d := &b.Deliveries[i]
-					c.row(17)
+					c.row()
 					c.text(d.ID)
 					c.text(d.EndpointID)
 					c.text(d.EventID)
@@ -190,7 +195,7 @@ func (s *Store) copyNewRows(ctx context.Context, tx pgx.Tx, b *Batch) error {
 			func(c *copyData) {
 				for i := range b.Attempts {
 					a := &b.Attempts[i]
-					c.row(8)
+					c.row()
 					c.text(a.DeliveryID)
 					c.int4(int32(a.Attempt))
 					c.text(a.EndpointID)

@@ -2,9 +2,6 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base32"
 	"errors"
 	"fmt"
 	"time"
@@ -45,46 +42,6 @@ type Endpoint struct {
 	// FailingSince is when the current run of failed attempts began.
 	FailingSince         time.Time
 	CreatedAt, UpdatedAt time.Time
-}
-
-var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
-
-// DeliveryID derives the delivery (and webhook-id) of an event for an
-// endpoint: "msg_", the event's commit time in microseconds as 13 hex
-// digits, then 13 characters of a hash of event id and endpoint id. The
-// same event and endpoint always give the same id, so a transaction
-// streamed again is recognised by its receivers.
-//
-// Time first, because ids sorting in commit order put a new delivery at
-// the right edge of the primary key, the page Postgres has at hand, not on
-// a random page of an index that outgrows memory. Not the commit LSN,
-// although it sorts the same: receivers see webhook-id, and LSNs would
-// show them how much the database writes. 30 characters fit Go's 32-byte
-// allocations, which matters for a million ids waiting in the wheel. Two
-// deliveries collide only in the same microsecond and with the same 64-bit
-// hash.
-func DeliveryID(committed time.Time, eventID, endpointID string) string {
-	h := sha256.New()
-	h.Write([]byte(eventID))
-	h.Write([]byte{'/'})
-	h.Write([]byte(endpointID))
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
-	us := min(max(committed.UnixMicro(), 0), 1<<52-1) // 13 hex digits last until 2112
-	b := make([]byte, 0, 4+13+13)
-	b = append(b, "msg_"...)
-	for i := 12; i >= 0; i-- {
-		b = append(b, "0123456789abcdef"[(us>>(4*i))&0xf])
-	}
-	b = idEncoding.AppendEncode(b, sum[:8])
-	return string(b)
-}
-
-// NewID returns prefix + 26 random base32 characters (128 bits).
-func NewID(prefix string) string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
-	return prefix + idEncoding.EncodeToString(b[:])
 }
 
 const endpointColumns = `id, coalesce(tenant_id, ''), url, description, event_types, secret,
