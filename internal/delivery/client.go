@@ -134,6 +134,12 @@ func (p *poster) targetOf(raw string) (*target, error) {
 	if t, ok := p.targets.Load(raw); ok {
 		return t.(*target), nil
 	}
+	// A copy: the map keeps it, and the caller's string then does not leak,
+	// which keeps each request's headers on its stack.
+	return p.newTarget(strings.Clone(raw))
+}
+
+func (p *poster) newTarget(raw string) (*target, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("parse endpoint URL: %w", err)
@@ -171,20 +177,22 @@ func (p *poster) targetOf(raw string) (*target, error) {
 
 // request is one POST to make.
 type request struct {
-	url      string
-	headers  [][2]string // in order; names as given
-	extra    map[string]string
-	body     []byte
-	limit    int // characters of the response body kept
-	deadline time.Time
+	url     string
+	headers [][2]string // in order; names as given
+	extra   map[string]string
+	body    []byte
+	limit   int // characters of the response body kept
 }
 
 // post sends the request and reads the answer. A connection taken from the
 // pool that turns out closed by the server before answering is replaced by
 // the next one, or a new one: the request was not processed (an
 // at-least-once sender may resend in any case; the webhook-id stays the
-// same). Each such try uses up one dead connection, so it ends.
-func (p *poster) post(ctx context.Context, r *request) (reply, error) {
+// same). Each such try uses up one dead connection, so it ends. The
+// deadline is an argument, not a field of r: SetDeadline keeps it, and
+// keeping part of *r would move every request (and its headers) to the
+// heap.
+func (p *poster) post(ctx context.Context, r *request, deadline time.Time) (reply, error) {
 	t, err := p.targetOf(r.url)
 	if err != nil {
 		return reply{}, err
@@ -198,11 +206,11 @@ func (p *poster) post(ctx context.Context, r *request) (reply, error) {
 		}
 	}
 	for {
-		c, reused, err := p.conn(ctx, t, r.deadline)
+		c, reused, err := p.conn(ctx, t, deadline)
 		if err != nil {
 			return reply{}, err
 		}
-		a, keep, started, err := p.roundTrip(ctx, c, t, r)
+		a, keep, started, err := p.roundTrip(ctx, c, t, r, deadline)
 		if err == nil && keep {
 			p.put(t, c)
 		} else {
@@ -331,10 +339,10 @@ func (p *poster) closeIdle(stop bool) {
 
 // roundTrip writes the request and reads the answer on c. keep says whether
 // c may be reused; started whether the server sent anything back.
-func (p *poster) roundTrip(ctx context.Context, c *pconn, t *target, r *request) (a reply, keep, started bool, err error) {
+func (p *poster) roundTrip(ctx context.Context, c *pconn, t *target, r *request, deadline time.Time) (a reply, keep, started bool, err error) {
 	// Head and body in the connection's buffer, for one Write.
 	c.buf = append(appendHead(c.buf[:0], t, r), r.body...)
-	if err := c.SetDeadline(r.deadline); err != nil {
+	if err := c.SetDeadline(deadline); err != nil {
 		return a, false, false, fmt.Errorf("set deadline: %w", err)
 	}
 	// Stopping cuts the attempt short through the deadline; a connection

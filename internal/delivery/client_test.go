@@ -122,7 +122,7 @@ func testPoster() *poster {
 func post(t *testing.T, p *poster, url string, body string) (reply, error) {
 	t.Helper()
 	return p.post(context.Background(), &request{url: url, body: []byte(body), limit: 20,
-		headers: [][2]string{{"Content-Type", "application/json"}}, deadline: time.Now().Add(2 * time.Second)})
+		headers: [][2]string{{"Content-Type", "application/json"}}}, time.Now().Add(2*time.Second))
 }
 
 func TestPosterReadsAnswersAndKeepsConnectionsWhenItCan(t *testing.T) {
@@ -218,7 +218,7 @@ func TestPosterTimesOutAndNeverMixesAnswers(t *testing.T) {
 	srv := newRawServer(t, "<hang>", "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate")
 	p := testPoster()
 	defer p.closeIdle(true)
-	_, err := p.post(context.Background(), &request{url: srv.url(), body: []byte(`{}`), limit: 10, deadline: time.Now().Add(200 * time.Millisecond)})
+	_, err := p.post(context.Background(), &request{url: srv.url(), body: []byte(`{}`), limit: 10}, time.Now().Add(200*time.Millisecond))
 	if !errors.Is(err, os.ErrDeadlineExceeded) || !isTimeout(err) {
 		t.Fatalf("err = %v, want a timeout", err)
 	}
@@ -237,12 +237,12 @@ func TestPosterWritesOnlyFramingSafeHeaders(t *testing.T) {
 	srv := newRawServer(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 	p := testPoster()
 	defer p.closeIdle(true)
-	_, err := p.post(context.Background(), &request{url: srv.url(), body: []byte(`{"a":1}`), limit: 10, deadline: time.Now().Add(2 * time.Second),
+	_, err := p.post(context.Background(), &request{url: srv.url(), body: []byte(`{"a":1}`), limit: 10,
 		headers: [][2]string{{"Webhook-Id", "msg_1"}},
 		extra: map[string]string{
 			"X-Tenant": "t1", "webhook-id": "forged", "Transfer-Encoding": "chunked", "Connection": "close",
 			"X-Injected": "a\r\nX-Evil: 1", "Bad Name": "x", "Content-Length": "1",
-		}})
+		}}, time.Now().Add(2*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,8 +298,8 @@ func TestPosterNeverSendsABrokenHead(t *testing.T) {
 	srv := newRawServer(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 	p := testPoster()
 	defer p.closeIdle(true)
-	_, err := p.post(context.Background(), &request{url: srv.url(), body: []byte(`{}`), limit: 10, deadline: time.Now().Add(2 * time.Second),
-		headers: [][2]string{{"X-Webhook-Event", "order.x\r\nX-Injected: yes"}}})
+	_, err := p.post(context.Background(), &request{url: srv.url(), body: []byte(`{}`), limit: 10,
+		headers: [][2]string{{"X-Webhook-Event", "order.x\r\nX-Injected: yes"}}}, time.Now().Add(2*time.Second))
 	if !errors.Is(err, errHeader) {
 		t.Fatalf("err = %v, want errHeader", err)
 	}
@@ -419,8 +419,8 @@ func BenchmarkPost(b *testing.B) {
 		defer reportCPU(b)()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				a, err := p.post(context.Background(), &request{url: srv.URL + "/hook", headers: headers, body: body, limit: 1000,
-					deadline: time.Now().Add(5 * time.Second)})
+				a, err := p.post(context.Background(), &request{url: srv.URL + "/hook", headers: headers, body: body, limit: 1000},
+					time.Now().Add(5*time.Second))
 				if err != nil || a.status != http.StatusNoContent {
 					b.Error(a, err)
 					return

@@ -38,6 +38,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -148,7 +149,7 @@ type Dispatcher struct {
 	lanes   map[string]*lane
 	health  map[string]*health
 	slots   map[string]time.Time // rate-limited endpoints: when the next request may start
-	active  sync.Map             // delivery ids queued or under way (kept off mu: it is hot)
+	active  map[string]struct{}  // delivery ids queued or under way
 	nhealth atomic.Int32         // len(health), read without mu on the hot path
 	stopped bool
 	wg      sync.WaitGroup
@@ -156,6 +157,7 @@ type Dispatcher struct {
 	cancel  context.CancelFunc
 	rndMu   sync.Mutex
 	rnd     *rand.Rand
+	bodies  sync.Pool // *[]byte: request bodies being built and sent
 }
 
 type lane struct {
@@ -204,6 +206,7 @@ func New(opts Options, sink Sink) *Dispatcher {
 		log:    opts.Logger,
 		m:      opts.Metrics,
 		lanes:  map[string]*lane{},
+		active: map[string]struct{}{},
 		health: map[string]*health{},
 		slots:  map[string]time.Time{},
 		ctx:    ctx,
@@ -211,6 +214,7 @@ func New(opts Options, sink Sink) *Dispatcher {
 		rnd:    rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
 	d.room = sync.NewCond(&d.mu)
+	d.bodies.New = func() any { return new([]byte) }
 	return d
 }
 
@@ -266,14 +270,14 @@ func (d *Dispatcher) Submit(j *Job) {
 // parked (which the caller does once it has let go of d.mu).
 func (d *Dispatcher) submitLocked(j *Job) (park bool) {
 	id := j.Endpoint.ID
-	if _, dup := d.active.Load(j.DeliveryID); dup || d.stopped {
+	if _, dup := d.active[j.DeliveryID]; dup || d.stopped {
 		return false
 	}
 	l := d.laneOf(id)
 	if l.len() >= d.opts.QueueLimit || !d.health[id].admit(j) {
 		return true
 	}
-	d.active.Store(j.DeliveryID, struct{}{})
+	d.active[j.DeliveryID] = struct{}{}
 	l.queue = append(l.queue, j)
 	if l.running < d.opts.EndpointInflight {
 		l.running++
@@ -300,6 +304,13 @@ func (d *Dispatcher) Offer(ctx context.Context, j *Job) error {
 		}
 		return nil
 	}
+	return d.offerWhenRoom(ctx, j, l)
+}
+
+// offerWhenRoom is Offer's wait for room, entered with d.mu held and l
+// full. It is a function of its own because the timers' closures move what
+// they capture to the heap: Offer's common case stays free of allocations.
+func (d *Dispatcher) offerWhenRoom(ctx context.Context, j *Job, l *lane) error {
 	// cond.Wait cannot watch a deadline or ctx: their ends wake it.
 	var expired atomic.Bool
 	wake := func() {
@@ -407,7 +418,7 @@ func (d *Dispatcher) work(endpointID string, l *lane) {
 		// Jobs queued before the circuit opened wait like the rest.
 		park := !d.health[endpointID].admit(j)
 		if park {
-			d.active.Delete(j.DeliveryID)
+			delete(d.active, j.DeliveryID)
 		}
 		// A half-empty lane pulls parked deliveries back (those parked
 		// because it was full, or released after its circuit closed).
@@ -437,7 +448,12 @@ func (d *Dispatcher) work(endpointID string, l *lane) {
 		if !res.interrupted {
 			changes, resume = d.observe(j, &res.Attempt, res.Delivery.UpdatedAt)
 		}
-		d.active.Delete(j.DeliveryID)
+		// Before the result goes out: a delivery submitted again once its
+		// result is known (a manual re-send) must not look under way. A
+		// plain map under mu costs less than a sync.Map's allocations.
+		d.mu.Lock()
+		delete(d.active, j.DeliveryID)
+		d.mu.Unlock()
 		for _, h := range changes {
 			d.sink.Health(h)
 		}
@@ -476,7 +492,12 @@ func (d *Dispatcher) Stop(timeout time.Duration) {
 // Envelope builds the request body {"type","timestamp","data"} around the
 // payload's raw bytes.
 func Envelope(eventType string, at time.Time, payload []byte) []byte {
-	b := make([]byte, 0, len(payload)+len(eventType)+64)
+	return AppendEnvelope(make([]byte, 0, len(payload)+len(eventType)+64), eventType, at, payload)
+}
+
+// AppendEnvelope appends the envelope Envelope makes to b.
+func AppendEnvelope(b []byte, eventType string, at time.Time, payload []byte) []byte {
+	b = slices.Grow(b, len(payload)+len(eventType)+64)
 	b = append(b, `{"type":`...)
 	b = appendJSONString(b, eventType)
 	b = append(b, `,"timestamp":"`...)
@@ -560,7 +581,16 @@ func (d *Dispatcher) policy(j *Job) retry.Policy {
 // due at once, so the next start attempts it again.
 func (d *Dispatcher) attempt(j *Job) outcome {
 	ep := j.Endpoint
-	body := Envelope(j.EventType, j.EventTime, j.Payload)
+	// The body is copied into the connection's buffer to be sent, so its
+	// own buffer goes back to the pool once the attempt is over.
+	bp := d.bodies.Get().(*[]byte)
+	body := AppendEnvelope((*bp)[:0], j.EventType, j.EventTime, j.Payload)
+	defer func() {
+		if cap(body) <= 64<<10 { // a huge payload does not stay pooled
+			*bp = body
+			d.bodies.Put(bp)
+		}
+	}()
 	start := d.opts.Now()
 
 	att := store.Attempt{DeliveryID: j.DeliveryID, Attempt: j.Attempt, EndpointID: ep.ID, StartedAt: start}
@@ -570,7 +600,7 @@ func (d *Dispatcher) attempt(j *Job) outcome {
 	headers = ep.Signer.Sign(j.DeliveryID, start, body).AppendHeaders(headers)
 	d.m.InFlight.Inc()
 	ans, err := d.client.post(d.ctx, &request{url: ep.URL, headers: headers, extra: ep.Headers, body: body,
-		limit: d.opts.BodyLimit, deadline: time.Now().Add(d.opts.Timeout)}) // the real clock: Now may be a test's
+		limit: d.opts.BodyLimit}, time.Now().Add(d.opts.Timeout)) // the real clock: Now may be a test's
 	d.m.InFlight.Dec()
 	var retryAfter time.Duration
 	var interrupted bool

@@ -66,7 +66,9 @@ type Pipeline struct {
 	opts Options
 	log  *slog.Logger
 	m    *metrics.Metrics
-	seen map[string]bool // event types already in the catalogue
+	// seen holds the event types already in the catalogue, each as the
+	// one string that events of that type share.
+	seen map[string]string
 }
 
 // maxSeenTypes bounds the memo of catalogued event types.
@@ -80,7 +82,7 @@ func New(opts Options) *Pipeline {
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.Discard()
 	}
-	return &Pipeline{opts: opts, log: opts.Logger, m: opts.Metrics, seen: map[string]bool{}}
+	return &Pipeline{opts: opts, log: opts.Logger, m: opts.Metrics, seen: map[string]string{}}
 }
 
 // Durable implements stream.Handler.
@@ -94,6 +96,9 @@ func (p *Pipeline) HandleTxn(ctx context.Context, txn *stream.Txn) error {
 	now := time.Now()
 	rec := &recorder.Txn{EndLSN: txn.EndLSN}
 	var jobs []*delivery.Job
+	// Jobs are made a few dozen at a time: one allocation per chunk, not
+	// per delivery.
+	var chunk []delivery.Job
 	var visible bool
 	ob := p.opts.Outbox
 	for i := range txn.Changes {
@@ -126,9 +131,9 @@ func (p *Pipeline) HandleTxn(ctx context.Context, txn *stream.Txn) error {
 				p.log.Warn("outbox row dead-lettered", "lsn", txn.CommitLSN, "outbox_id", dl.OutboxID, "reason", dl.Reason)
 				continue
 			}
-			rec.Events = append(rec.Events, *ev)
-			if !p.seen[ev.Type] && len(p.seen) < maxSeenTypes {
-				p.seen[ev.Type] = true
+			rec.Events = append(rec.Events, ev)
+			if _, ok := p.seen[ev.Type]; !ok && len(p.seen) < maxSeenTypes {
+				p.seen[ev.Type] = ev.Type
 				rec.EventTypes = append(rec.EventTypes, ev.Type)
 			}
 			targets := p.opts.Router.Table().Match(ev.TenantID, ev.Type)
@@ -147,10 +152,14 @@ func (p *Pipeline) HandleTxn(ctx context.Context, txn *stream.Txn) error {
 					ID: id, EndpointID: ep.ID, EventID: ev.ID, EventType: ev.Type, TenantID: ev.TenantID,
 					Status: store.StatusPending, MaxAttempts: maxAttempts, CreatedAt: now, UpdatedAt: now,
 				})
-				jobs = append(jobs, &delivery.Job{
+				if len(chunk) == cap(chunk) {
+					chunk = make([]delivery.Job, 0, 32)
+				}
+				chunk = append(chunk, delivery.Job{
 					DeliveryID: id, Endpoint: ep, EventID: ev.ID, EventType: ev.Type, EventTime: ev.CreatedAt,
 					Payload: ev.Payload, Attempt: 1, MaxAttempts: maxAttempts, CommitTime: txn.CommitTime,
 				})
+				jobs = append(jobs, &chunk[len(chunk)-1])
 			}
 		}
 	}
@@ -205,7 +214,7 @@ func (p *Pipeline) endpointChanged(ctx context.Context, c *stream.Change) error 
 
 // decode makes an event of an outbox insert, or a dead letter saying why not
 // and the reason's class for the metric.
-func (p *Pipeline) decode(c *stream.Change, txn *stream.Txn, index int, now time.Time) (*store.Event, *store.DeadLetter, string) {
+func (p *Pipeline) decode(c *stream.Change, txn *stream.Txn, index int, now time.Time) (store.Event, *store.DeadLetter, string) {
 	ob := p.opts.Outbox
 	get := func(name string) ([]byte, bool) {
 		if name == "" {
@@ -218,8 +227,8 @@ func (p *Pipeline) decode(c *stream.Change, txn *stream.Txn, index int, now time
 		return c.Values[i], true
 	}
 	outboxID, _ := get(ob.ID)
-	dead := func(class, format string, args ...any) (*store.Event, *store.DeadLetter, string) {
-		return nil, &store.DeadLetter{LSN: txn.CommitLSN, OutboxID: string(outboxID), Reason: fmt.Sprintf(format, args...), Raw: rawRow(c)}, class
+	dead := func(class, format string, args ...any) (store.Event, *store.DeadLetter, string) {
+		return store.Event{}, &store.DeadLetter{LSN: txn.CommitLSN, OutboxID: string(outboxID), Reason: fmt.Sprintf(format, args...), Raw: rawRow(c)}, class
 	}
 	typ, ok := get(ob.EventType)
 	switch {
@@ -254,19 +263,28 @@ func (p *Pipeline) decode(c *stream.Change, txn *stream.Txn, index int, now time
 	if kind := jsonKind(payload); !slices.Contains(ob.PayloadKinds, kind) {
 		return dead(metrics.DeadPayloadKind, "payload is a JSON %s; outbox.payload_kinds accepts %s", kind, strings.Join(ob.PayloadKinds, ", "))
 	}
-	ev := &store.Event{
-		ID: store.EventID(txn.CommitLSN, index), Type: string(typ), Payload: payload, OutboxID: string(outboxID),
+	ev := store.Event{
+		ID: store.EventID(txn.CommitLSN, index), Type: p.typeName(typ), Payload: payload, OutboxID: string(outboxID),
 		LSN: txn.CommitLSN, CreatedAt: txn.CommitTime, ReceivedAt: now,
 	}
 	if tenant, ok := get(ob.TenantID); ok && tenant != nil {
 		ev.TenantID = string(tenant)
 	}
 	if created, ok := get(ob.CreatedAt); ok && created != nil {
-		if t, err := parseTimestamp(string(created)); err == nil {
+		if t, err := parseTimestamp(created); err == nil {
 			ev.CreatedAt = t
 		}
 	}
 	return ev, nil, ""
+}
+
+// typeName is typ as a string: for a type seen before, the string every
+// event of it shares, so that a burst of one type allocates none.
+func (p *Pipeline) typeName(typ []byte) string {
+	if s, ok := p.seen[string(typ)]; ok {
+		return s
+	}
+	return string(typ)
 }
 
 // jsonKind names the kind of a valid JSON text by its first byte.
@@ -316,10 +334,11 @@ func rawRow(c *stream.Change) []byte {
 }
 
 // parseTimestamp reads timestamptz/timestamp text output (DateStyle ISO).
-func parseTimestamp(s string) (time.Time, error) {
-	if t, ok := parseISO(s); ok {
+func parseTimestamp(b []byte) (time.Time, error) {
+	if t, ok := parseISO(b); ok {
 		return t, nil
 	}
+	s := string(b)
 	for _, layout := range []string{"2006-01-02 15:04:05.999999999Z07", "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999Z07:00:00", "2006-01-02 15:04:05.999999999"} {
 		if t, err := time.Parse(layout, s); err == nil {
 			return t.UTC(), nil
@@ -331,13 +350,13 @@ func parseTimestamp(s string) (time.Time, error) {
 // parseISO reads the common form "2006-01-02 15:04:05[.ffffff]±hh[:mm]"
 // without time.Parse's layout interpretation, which cost a few percent of
 // walhook's CPU at full speed; anything else is left to time.Parse.
-func parseISO(s string) (time.Time, bool) {
+func parseISO(s []byte) (time.Time, bool) {
 	num := func(i, n int) (int, bool) {
 		if i+n > len(s) {
 			return 0, false
 		}
 		v := 0
-		for _, c := range []byte(s[i : i+n]) {
+		for _, c := range s[i : i+n] {
 			if c < '0' || c > '9' {
 				return 0, false
 			}

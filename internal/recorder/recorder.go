@@ -128,8 +128,23 @@ type txnMark struct {
 	held int
 }
 
-func newPending() *pendingBatch {
-	return &pendingBatch{newIdx: map[string]int{}, updIdx: map[string]int{}}
+// newPending makes an empty batch sized like the one before it (nil: none),
+// so that at a steady rate a batch's slices and maps do not grow step by
+// step from nothing each time.
+func newPending(prev *pendingBatch) *pendingBatch {
+	if prev == nil {
+		return &pendingBatch{newIdx: map[string]int{}, updIdx: map[string]int{}}
+	}
+	return &pendingBatch{
+		b: store.Batch{
+			Events:     make([]store.Event, 0, len(prev.b.Events)),
+			Deliveries: make([]store.Delivery, 0, len(prev.b.Deliveries)),
+			Updates:    make([]store.Delivery, 0, len(prev.b.Updates)),
+			Attempts:   make([]store.Attempt, 0, len(prev.b.Attempts)),
+		},
+		newIdx: make(map[string]int, len(prev.newIdx)),
+		updIdx: make(map[string]int, len(prev.updIdx)),
+	}
 }
 
 // New makes a recorder; Run writes.
@@ -152,7 +167,7 @@ func New(opts Options) *Recorder {
 	if opts.Hold == 0 {
 		opts.Hold = time.Second
 	}
-	r := &Recorder{opts: opts, log: opts.Logger, m: opts.Metrics, next: newPending(), held: map[string]*held{}, healthy: true,
+	r := &Recorder{opts: opts, log: opts.Logger, m: opts.Metrics, next: newPending(nil), held: map[string]*held{}, healthy: true,
 		kick: make(chan struct{}, 1), recov: make(chan struct{})}
 	close(r.recov)
 	r.cond = sync.NewCond(&r.mu)
@@ -210,12 +225,17 @@ func (r *Recorder) Add(ctx context.Context, t *Txn) error {
 	mark := &txnMark{end: t.EndLSN}
 	r.txns = append(r.txns, mark)
 	until := time.Now().Add(r.opts.Hold)
+	var slab []held // the transaction's held rows, in one allocation
 	for _, d := range t.Deliveries {
 		if d.Status != store.StatusPending || r.opts.Hold < 0 {
 			r.place(p, d)
 			continue
 		}
-		h := &held{row: d, txn: mark, until: until}
+		if slab == nil {
+			slab = make([]held, 0, len(t.Deliveries))
+		}
+		slab = append(slab, held{row: d, txn: mark, until: until})
+		h := &slab[len(slab)-1]
 		r.held[d.ID] = h
 		r.order = append(r.order, h)
 		mark.held++
@@ -453,7 +473,7 @@ func (r *Recorder) flushOnce(wctx, stop context.Context, force bool) (wrote, ok 
 		r.mu.Unlock()
 		return false, true
 	}
-	r.next = newPending()
+	r.next = newPending(p)
 	r.lastFlush = time.Now()
 	r.cond.Broadcast()
 	r.mu.Unlock()

@@ -101,8 +101,18 @@ type tuple struct {
 // lives as long as the transaction, or the event made of it; one copy per
 // tuple rather than one per column keeps it to one allocation. Capacities
 // are clipped so that appending to one value cannot overwrite the next.
-func (t *tuple) values(data []byte) [][]byte {
-	vals := make([][]byte, len(t.cols))
+//
+// The slice of values itself is cut from *slab, which the transaction's
+// rows share (a new slab every few hundred columns), rather than made per
+// row. Its capacity is clipped too.
+func (t *tuple) values(data []byte, slab *[][]byte) [][]byte {
+	n := len(t.cols)
+	if cap(*slab)-len(*slab) < n {
+		*slab = make([][]byte, 0, max(n, 256))
+	}
+	at := len(*slab)
+	*slab = (*slab)[:at+n]
+	vals := (*slab)[at : at+n : at+n]
 	var buf []byte
 	for i, c := range t.cols {
 		if c.kind != colText && c.kind != colBinary {

@@ -342,7 +342,8 @@ func TestTupleValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vals := m.newTuple.values(data)
+	var slab [][]byte
+	vals := m.newTuple.values(data, &slab)
 	// The message buffer is reused by the next receive.
 	for i := range data {
 		data[i] = '#'
@@ -359,12 +360,31 @@ func TestTupleValues(t *testing.T) {
 		t.Fatalf("appending to a value changed another: %q", vals)
 	}
 
+	// Rows of one transaction share a slab of values: a row's values stay
+	// its own, and appending to them cannot reach the next row's.
+	data2 := insertMsg(1, text("b"), text("c"))
+	m2, err := d.decode(data2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals2 := m2.newTuple.values(data2, &slab)
+	_ = append(vals, []byte("appended"))
+	if !reflect.DeepEqual(vals2, [][]byte{[]byte("b"), []byte("c")}) || len(slab) != 8 {
+		t.Fatalf("second row %q (slab of %d), want [b c] after the first row's 6", vals2, len(slab))
+	}
+	for range 300 { // past the first slab
+		vals2 = m2.newTuple.values(data2, &slab)
+	}
+	if !reflect.DeepEqual(vals2, [][]byte{[]byte("b"), []byte("c")}) {
+		t.Fatalf("row from a later slab %q", vals2)
+	}
+
 	// A tuple of NULLs copies nothing.
 	data = insertMsg(1, null, unchanged)
 	if m, err = d.decode(data); err != nil {
 		t.Fatal(err)
 	}
-	if vals := m.newTuple.values(data); len(vals) != 2 || vals[0] != nil || vals[1] != nil {
+	if vals := m.newTuple.values(data, &slab); len(vals) != 2 || vals[0] != nil || vals[1] != nil {
 		t.Fatalf("values %q", vals)
 	}
 }
@@ -405,7 +425,7 @@ func FuzzDecode(f *testing.F) {
 		if err == nil {
 			got = view(m, data)
 			for _, tp := range []*tuple{&m.oldTuple, &m.newTuple} {
-				for i, v := range tp.values(data) {
+				for i, v := range tp.values(data, new([][]byte)) {
 					if c := tp.cols[i]; v != nil && !bytes.Equal(v, data[c.off:c.off+c.n]) {
 						t.Fatalf("value %d is %q, message has %q", i, v, data[c.off:c.off+c.n])
 					}
@@ -511,13 +531,14 @@ func BenchmarkDecode(b *testing.B) {
 		b.SetBytes(size)
 		b.ReportAllocs()
 		for b.Loop() {
+			var slab [][]byte // one per transaction, as the stream has
 			for _, data := range msgs {
 				m, err := d.decode(data)
 				if err != nil {
 					b.Fatal(err)
 				}
 				if m.typ == msgInsert {
-					m.newTuple.values(data)
+					m.newTuple.values(data, &slab)
 				}
 			}
 		}

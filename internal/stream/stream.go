@@ -104,6 +104,8 @@ type Txn struct {
 	// BeginAt is when walhook received the transaction's first message.
 	BeginAt time.Time
 	Changes []Change
+	// slab backs the Values of Changes.
+	slab [][]byte
 }
 
 // Handler consumes transactions.
@@ -436,7 +438,7 @@ func addRow(txn *Txn, rels map[uint32]*Relation, op Op, relID uint32, tuple *tup
 	if !ok {
 		return fmt.Errorf("row change for unknown relation %d", relID)
 	}
-	txn.Changes = append(txn.Changes, Change{Op: op, Rel: rel, Values: tuple.values(data)})
+	txn.Changes = append(txn.Changes, Change{Op: op, Rel: rel, Values: tuple.values(data, &txn.slab)})
 	return nil
 }
 
