@@ -397,7 +397,9 @@ func (r *run) createEndpoints(ctx context.Context, bin string) error {
 		if err != nil {
 			return err
 		}
-		rc.setSecret(secret)
+		if err := rc.setSecret(secret); err != nil {
+			return fmt.Errorf("receiver %d: %w", i, err)
+		}
 	}
 	return nil
 }
@@ -778,8 +780,9 @@ func sampleBody(payloadBytes int) []byte {
 		eventType, time.Now().UTC().Format("2006-01-02T15:04:05.000000Z07:00"), strings.Repeat("x", pad))
 }
 
-// profileWalhook takes a CPU profile of walhook from its pprof endpoint in
-// the background; the channel gets the outcome.
+// profileWalhook takes a CPU profile of walhook, and beside it (FILE.allocs)
+// a profile of the allocations made in the same seconds, from its pprof
+// endpoint in the background; the channel gets the outcome.
 func (r *run) profileWalhook(ctx context.Context) <-chan error {
 	done := make(chan error, 1)
 	if r.cfg.WalhookProfile == "" {
@@ -787,30 +790,36 @@ func (r *run) profileWalhook(ctx context.Context) <-chan error {
 		return done
 	}
 	secs := max(r.cfg.ProfileSeconds, 1)
-	go func() {
-		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", r.wh.admin, secs)
+	fetch := func(kind, path string) error {
+		url := fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", r.wh.admin, kind, secs)
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
-			done <- err
-			return
+			return err
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			done <- fmt.Errorf("fetch walhook profile: %w", err)
-			return
+			return fmt.Errorf("fetch walhook %s profile: %w", kind, err)
 		}
 		defer resp.Body.Close()
-		f, err := os.Create(r.cfg.WalhookProfile)
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("fetch walhook %s profile: %s", kind, resp.Status)
+		}
+		f, err := os.Create(path)
 		if err != nil {
-			done <- err
-			return
+			return err
 		}
 		_, err = io.Copy(f, resp.Body)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
+		return err
+	}
+	go func() {
+		allocs := make(chan error, 1)
+		go func() { allocs <- fetch("allocs", r.cfg.WalhookProfile+".allocs") }()
+		err := errors.Join(fetch("profile", r.cfg.WalhookProfile), <-allocs)
 		if err == nil {
-			r.progress("walhook CPU profile (%ds) written to %s", secs, r.cfg.WalhookProfile)
+			r.progress("walhook CPU and allocation profiles (%ds) written to %s and %s.allocs", secs, r.cfg.WalhookProfile, r.cfg.WalhookProfile)
 		}
 		done <- err
 	}()

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,11 +84,16 @@ type receiver struct {
 	okDistinct atomic.Int64
 	raw        atomic.Int64
 
-	mu     sync.Mutex
-	secret string
-	byID   map[string]*hit // dedupe by webhook-id
-	bySeq  map[int64]*hit  // the first delivery seen of each event
-	counts receiverCounts
+	mu       sync.Mutex
+	verifier *signature.Verifier
+	// The books hold indexes into hitList rather than pointers: maps of
+	// pointers cost the garbage collector a scan of every entry, and the
+	// receivers share the machine with what they measure.
+	hitList []hit
+	byID    map[string]int32 // dedupe by webhook-id
+	bySeq   map[int64]int32  // the first delivery seen of each event
+	counts  receiverCounts
+	bodies  sync.Pool // *[]byte
 }
 
 func newReceiver(opts receiverOptions) (*receiver, error) {
@@ -100,9 +106,10 @@ func newReceiver(opts receiverOptions) (*receiver, error) {
 		url:    "http://" + ln.Addr().String() + "/hook",
 		stop:   make(chan struct{}),
 		served: make(chan struct{}),
-		byID:   map[string]*hit{},
-		bySeq:  map[int64]*hit{},
+		byID:   map[string]int32{},
+		bySeq:  map[int64]int32{},
 	}
+	rc.bodies.New = func() any { return new([]byte) }
 	rc.srv = &http.Server{
 		Handler:           rc,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -118,10 +125,15 @@ func newReceiver(opts receiverOptions) (*receiver, error) {
 	return rc, nil
 }
 
-func (rc *receiver) setSecret(s string) {
+func (rc *receiver) setSecret(s string) error {
+	v, err := signature.NewVerifier(s)
+	if err != nil {
+		return err
+	}
 	rc.mu.Lock()
-	rc.secret = s
+	rc.verifier = v
 	rc.mu.Unlock()
+	return nil
 }
 
 // close stops the server and every handler still waiting.
@@ -132,7 +144,10 @@ func (rc *receiver) close() {
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(r.Body)
+	bp := rc.bodies.Get().(*[]byte)
+	defer rc.bodies.Put(bp)
+	body, err := readBody(r, *bp)
+	*bp = body
 	at := rc.opts.Clock.now()
 	if err != nil {
 		return // the client went away mid-body
@@ -152,14 +167,14 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		panic(http.ErrAbortHandler)
 	}
 
-	id := r.Header.Get("webhook-id")
+	id := r.Header.Get(signature.HeaderID)
 	seq, parsed := parseSeq(body)
 	fail := rc.opts.FailureRatio > 0 && rand.Float64() < rc.opts.FailureRatio
 	rc.mu.Lock()
-	secret := rc.secret
+	verifier := rc.verifier
 	rc.record(id, seq, parsed, fail, at)
 	rc.mu.Unlock()
-	if rc.opts.Verify && signature.Verify(secret, r.Header, body, time.Now(), signature.DefaultTolerance) != nil {
+	if rc.opts.Verify && (verifier == nil || verifier.Verify(r.Header, body, time.Now(), signature.DefaultTolerance) != nil) {
 		rc.mu.Lock()
 		rc.counts.BadSignatures++
 		rc.mu.Unlock()
@@ -179,16 +194,18 @@ func (rc *receiver) record(id string, seq int64, parsed, fail bool, at int64) {
 		rc.counts.Unparsable++
 		return
 	}
-	h := rc.byID[id]
-	if h == nil {
-		h = &hit{seq: seq, firstAt: at}
-		rc.byID[id] = h
-		if rc.bySeq[seq] == nil {
-			rc.bySeq[seq] = h
-		} else {
+	i, known := rc.byID[id]
+	if !known {
+		i = int32(len(rc.hitList))
+		rc.hitList = append(rc.hitList, hit{seq: seq, firstAt: at})
+		rc.byID[id] = i
+		if _, dup := rc.bySeq[seq]; dup {
 			rc.counts.DuplicateEvents++
+		} else {
+			rc.bySeq[seq] = i
 		}
 	}
+	h := &rc.hitList[i]
 	h.requests++
 	switch {
 	case fail:
@@ -197,7 +214,7 @@ func (rc *receiver) record(id string, seq int64, parsed, fail bool, at int64) {
 		rc.counts.DuplicateOK++
 	default:
 		h.okAt = at
-		if rc.bySeq[seq] == h {
+		if rc.bySeq[seq] == i {
 			rc.okDistinct.Add(1)
 		}
 	}
@@ -229,8 +246,8 @@ func (rc *receiver) hits() (map[int64]hit, receiverCounts) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	out := make(map[int64]hit, len(rc.bySeq))
-	for seq, h := range rc.bySeq {
-		out[seq] = *h
+	for seq, i := range rc.bySeq {
+		out[seq] = rc.hitList[i]
 	}
 	return out, rc.counts
 }
@@ -239,6 +256,19 @@ func (rc *receiver) requestCount() int64 {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	return rc.counts.Requests
+}
+
+// readBody reads the request's body into buf, reused: the size is known
+// from Content-Length (walhook always sends it), so one read fills it.
+func readBody(r *http.Request, buf []byte) ([]byte, error) {
+	if n := r.ContentLength; n >= 0 && n <= 16<<20 {
+		buf = slices.Grow(buf[:0], int(n))[:n]
+		_, err := io.ReadFull(r.Body, buf)
+		return buf, err
+	}
+	b := bytes.NewBuffer(buf[:0])
+	_, err := b.ReadFrom(r.Body)
+	return b.Bytes(), err
 }
 
 var seqKey = []byte(`"seq":`)

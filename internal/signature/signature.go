@@ -226,10 +226,38 @@ func (sig Signature) AppendHeaders(dst [][2]string) [][2]string {
 // versions (such as asymmetric "v1a,") are ignored. tolerance <= 0 means
 // DefaultTolerance, so a zero value never disables the replay window.
 func Verify(secret string, h http.Header, body []byte, now time.Time, tolerance time.Duration) error {
-	key, err := DecodeSecret(secret)
+	v, err := NewVerifier(secret)
 	if err != nil {
 		return err
 	}
+	return v.Verify(h, body, now, tolerance)
+}
+
+// Verifier is Verify for one secret, for a receiver that checks many
+// requests: the key is decoded once and HMAC states are reused, as Signer
+// does. It is safe for concurrent use.
+type Verifier struct {
+	states sync.Pool // *verifyState
+}
+
+type verifyState struct {
+	mac    hash.Hash
+	prefix []byte
+}
+
+// NewVerifier returns a Verifier for a Standard Webhooks secret.
+func NewVerifier(secret string) (*Verifier, error) {
+	key, err := DecodeSecret(secret)
+	if err != nil {
+		return nil, err
+	}
+	v := &Verifier{}
+	v.states.New = func() any { return &verifyState{mac: hmac.New(sha256.New, key)} }
+	return v, nil
+}
+
+// Verify is the package's Verify with the Verifier's secret.
+func (v *Verifier) Verify(h http.Header, body []byte, now time.Time, tolerance time.Duration) error {
 	id := h.Get(HeaderID)
 	if id == "" {
 		return fmt.Errorf("webhook-id: %w", ErrMissingHeader)
@@ -246,12 +274,13 @@ func Verify(secret string, h http.Header, body []byte, now time.Time, tolerance 
 		return fmt.Errorf("webhook-timestamp: %w", err)
 	}
 
-	prefix := make([]byte, 0, len(id)+len(ts)+2)
-	prefix = append(append(append(append(prefix, id...), '.'), ts...), '.')
+	st := v.states.Get().(*verifyState)
+	defer v.states.Put(st)
+	st.prefix = append(append(append(append(st.prefix[:0], id...), '.'), ts...), '.')
 	var sum [macSize]byte
 	var want [standardEntryLen]byte
 	copy(want[:], standardVersion)
-	base64.StdEncoding.Encode(want[len(standardVersion):], macOf(hmac.New(sha256.New, key), sum[:0], prefix, body))
+	base64.StdEncoding.Encode(want[len(standardVersion):], macOf(st.mac, sum[:0], st.prefix, body))
 
 	for entry := range strings.SplitSeq(sigs, " ") {
 		// Comparing whole entries, version included, ignores other versions

@@ -514,6 +514,15 @@ func TestSignConcurrent(t *testing.T) {
 	signer := mustSigner(t, newSecret, oldSecret)
 	now := time.Unix(1_700_000_000, 0)
 	const goroutines, perGoroutine = 32, 100
+	// Verifiers are shared by all goroutines, as a receiver shares one.
+	var verifiers []*Verifier
+	for _, secret := range []string{newSecret, oldSecret} {
+		v, err := NewVerifier(secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		verifiers = append(verifiers, v)
+	}
 	var wg sync.WaitGroup
 	for g := range goroutines {
 		wg.Go(func() {
@@ -532,6 +541,17 @@ func TestSignConcurrent(t *testing.T) {
 				}
 				if err := VerifyLegacy(newSecret, h, body, ts, DefaultTolerance); err != nil {
 					t.Errorf("%s: VerifyLegacy: %v", id, err)
+				}
+				// A reused state must neither accept a changed body nor
+				// carry anything from one request to the next.
+				tampered := append(body[:len(body):len(body)], '!')
+				for _, v := range verifiers {
+					if err := v.Verify(h, tampered, ts, DefaultTolerance); !errors.Is(err, ErrNoMatchingSignature) {
+						t.Errorf("%s: Verifier.Verify of a changed body: %v", id, err)
+					}
+					if err := v.Verify(h, body, ts, DefaultTolerance); err != nil {
+						t.Errorf("%s: Verifier.Verify: %v", id, err)
+					}
 				}
 			}
 		})
