@@ -531,20 +531,20 @@ func (r *run) waitDeliveries(ctx context.Context, expected int64, phase string) 
 // usage is the resources used so far by walhook, Postgres, this process
 // and the machine.
 type usage struct {
-	at                  int64
-	walhookCPU          float64
-	pgCPU               float64
-	selfCPU             float64
-	producerPG          float64 // Postgres CPU of the producer's backends
-	machBusy, machTotal float64
-	metrics             metricSample
-	peak, rss           int64
+	at                             int64
+	walhookCPU                     float64
+	pgCPU                          float64
+	selfCPU                        float64
+	producerPG                     float64 // Postgres CPU of the producer's backends
+	machBusy, machSteal, machTotal float64
+	metrics                        metricSample
+	peak, rss                      int64
 }
 
 func (r *run) usage(ctx context.Context, prod *producer, withWalhook bool) usage {
 	u := usage{at: r.clk.now(), selfCPU: selfCPU(), producerPG: prod.serverCPU()}
 	u.pgCPU, _ = treeCPU(r.pgPID)
-	u.machBusy, u.machTotal, _ = machineCPU()
+	u.machBusy, u.machSteal, u.machTotal, _ = machineCPU()
 	if withWalhook && r.wh.running() {
 		if t, err := readProcTimes(r.wh.pid()); err == nil {
 			u.walhookCPU = t.self + t.children
@@ -714,6 +714,7 @@ func (r *run) report(m *measurement, warm *production, producerAlone float64, ra
 	rep.Machine = MachineStats{
 		CPUs:            runtime.NumCPU(),
 		BusyPercent:     100 * ratio(a.machBusy-b.machBusy, a.machTotal-b.machTotal),
+		StealPercent:    100 * ratio(a.machSteal-b.machSteal, a.machTotal-b.machTotal),
 		BenchCPUSeconds: a.selfCPU - b.selfCPU,
 	}
 	// Machine time not spent by the three of us: other processes (or the

@@ -118,33 +118,38 @@ func resetPeakRSS(pid int) error {
 	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
 }
 
-// machineCPU returns busy and total CPU seconds of the whole machine since
-// boot, from the first line of /proc/stat.
-func machineCPU() (busy, total float64, err error) {
+// machineCPU returns busy, stolen and total CPU seconds of the whole
+// machine since boot, from the first line of /proc/stat. Stolen time is
+// what the hypervisor gave to other guests while this one had work.
+func machineCPU() (busy, steal, total float64, err error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, 0, fmt.Errorf("read /proc/stat: %w", err)
+		return 0, 0, 0, fmt.Errorf("read /proc/stat: %w", err)
 	}
 	line, _, _ := bytes.Cut(b, []byte("\n"))
 	fields := strings.Fields(string(line))
 	if len(fields) < 5 || fields[0] != "cpu" {
-		return 0, 0, fmt.Errorf("unexpected /proc/stat line %q", line)
+		return 0, 0, 0, fmt.Errorf("unexpected /proc/stat line %q", line)
 	}
 	for k, f := range fields[1:] {
 		v, err := strconv.ParseFloat(f, 64)
 		if err != nil {
-			return 0, 0, fmt.Errorf("/proc/stat field %d: %w", k+1, err)
+			return 0, 0, 0, fmt.Errorf("/proc/stat field %d: %w", k+1, err)
 		}
 		// guest and guest_nice (fields 9, 10) are already in user and nice.
 		if k >= 8 {
 			break
 		}
 		total += v
-		if k != 3 && k != 4 && k != 7 { // idle, iowait, steal: not work of this machine's processes
+		switch k {
+		case 3, 4: // idle, iowait
+		case 7:
+			steal += v // not work of this machine's processes
+		default:
 			busy += v
 		}
 	}
-	return busy / clockTicks, total / clockTicks, nil
+	return busy / clockTicks, steal / clockTicks, total / clockTicks, nil
 }
 
 // selfCPU is the CPU seconds used by this process (producer, receivers, raw

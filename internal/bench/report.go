@@ -146,8 +146,11 @@ type PostgresStats struct {
 // MachineStats put the numbers in context: on a small machine walhook,
 // Postgres and the bench share the cores.
 type MachineStats struct {
-	CPUs            int     `json:"cpus"`
-	BusyPercent     float64 `json:"busy_percent"` // of all cores during the window
+	CPUs        int     `json:"cpus"`
+	BusyPercent float64 `json:"busy_percent"` // of all cores during the window
+	// StealPercent of all cores' time went to other guests of the
+	// hypervisor: a noisy neighbour, which slows every part of the run.
+	StealPercent    float64 `json:"steal_percent"`
 	BenchCPUSeconds float64 `json:"bench_cpu_seconds"`
 	// OtherCPUSeconds is busy machine time outside walhook, Postgres and the
 	// bench: other processes and the kernel's own work (e.g. loopback
@@ -284,8 +287,8 @@ func (r *Report) WriteText(w io.Writer) {
 	if len(parts) > 0 {
 		p("                  tables (ins/upd): %s", strings.Join(parts, ", "))
 	}
-	p("machine         %d CPUs, %.0f%% busy during the window; CPU of the bench process (producer, receivers) %.2f s, of everything else %.2f s",
-		r.Machine.CPUs, r.Machine.BusyPercent, r.Machine.BenchCPUSeconds, r.Machine.OtherCPUSeconds)
+	p("machine         %d CPUs, %.0f%% busy during the window (%.1f%% stolen by the hypervisor); CPU of the bench process (producer, receivers) %.2f s, of everything else %.2f s",
+		r.Machine.CPUs, r.Machine.BusyPercent, r.Machine.StealPercent, r.Machine.BenchCPUSeconds, r.Machine.OtherCPUSeconds)
 	lg := wh.Log
 	p("walhook log     %s: %d lines (%d errors, %d warnings)", lg.Path, lg.Lines, lg.Errors, lg.Warnings)
 	for _, line := range lg.Tail {
