@@ -265,10 +265,22 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 	if conc == 0 {
 		conc = cfg.EndpointInflight * len(urls)
 	}
-	r.progress("measuring raw HTTP for %s (%d concurrent requests)", cfg.CeilingDuration, conc)
-	raw, err := rawHTTPCeiling(ctx, urls, conc, sampleBody(cfg.PayloadBytes), cfg.CeilingDuration)
+	// The raw ceiling is measured before walhook starts and again after it
+	// stopped. This machine's speed drifts over seconds (other guests on
+	// the host, which steal time does not show when they share a core's
+	// siblings), so one measurement made the ratio swing by ten points;
+	// the two together bracket the window.
+	rawHTTP := func(when string) (rawResult, error) {
+		r.progress("measuring raw HTTP %s for %s (%d concurrent requests)", when, cfg.CeilingDuration, conc)
+		raw, err := rawHTTPCeiling(ctx, urls, conc, sampleBody(cfg.PayloadBytes), cfg.CeilingDuration)
+		if err != nil {
+			return raw, fmt.Errorf("raw HTTP ceiling %s: %w", when, err)
+		}
+		return raw, nil
+	}
+	rawBefore, err := rawHTTP("before")
 	if err != nil {
-		return nil, fmt.Errorf("raw HTTP ceiling: %w", err)
+		return nil, err
 	}
 
 	r.configureWalhook(bin)
@@ -342,6 +354,11 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	rawAfter, err := rawHTTP("after")
+	if err != nil {
+		return nil, err
+	}
+	raw := rawBefore.with(rawAfter)
 
 	r.progress("done")
 	rep := r.report(m, warm, producerAlone, raw, pgs)

@@ -83,6 +83,8 @@ func TestRunTiny(t *testing.T) {
 		"events/s":                 rep.EventsPerSec,
 		"producer events/s":        rep.Producer.EventsPerSec,
 		"raw HTTP/s":               rep.Ceilings.RawHTTP.PerSec,
+		"raw HTTP/s before":        rep.Ceilings.RawHTTP.BeforePerSec,
+		"raw HTTP/s after":         rep.Ceilings.RawHTTP.AfterPerSec,
 		"producer alone/s":         rep.Ceilings.ProducerAlonePerSec,
 		"deliveries vs raw":        rep.Ratios.DeliveriesVsRawHTTP,
 		"events vs producer":       rep.Ratios.EventsVsProducer,
@@ -190,5 +192,15 @@ func TestMetricDelta(t *testing.T) {
 	}
 	if got := d.sum("walhook_attempts_total", ""); got != 17 {
 		t.Errorf("sum = %v, want 17", got)
+	}
+}
+
+func TestRawCeilingsCombineByRequests(t *testing.T) {
+	before := rawResult{Concurrency: 8, Requests: 20000, Errors: 1, Seconds: 1, PerSec: 20000}
+	after := rawResult{Concurrency: 8, Requests: 60000, Errors: 2, Seconds: 2, PerSec: 30000}
+	got := before.with(after)
+	want := rawResult{Concurrency: 8, Requests: 80000, Errors: 3, Seconds: 3, PerSec: 80000.0 / 3, BeforePerSec: 20000, AfterPerSec: 30000}
+	if got != want {
+		t.Fatalf("with = %+v, want %+v", got, want)
 	}
 }

@@ -19,6 +19,23 @@ type rawResult struct {
 	Errors      int64   `json:"errors"`
 	Seconds     float64 `json:"seconds"`
 	PerSec      float64 `json:"per_sec"`
+	// BeforePerSec and AfterPerSec are the rates of the measurement before
+	// the window and of the one after it, when PerSec combines both.
+	BeforePerSec float64 `json:"before_per_sec,omitempty"`
+	AfterPerSec  float64 `json:"after_per_sec,omitempty"`
+}
+
+// with combines a measurement taken before the window (r) with one taken
+// after it: requests and seconds add up.
+func (r rawResult) with(after rawResult) rawResult {
+	c := rawResult{
+		Concurrency: r.Concurrency, Requests: r.Requests + after.Requests, Errors: r.Errors + after.Errors,
+		Seconds: r.Seconds + after.Seconds, BeforePerSec: r.PerSec, AfterPerSec: after.PerSec,
+	}
+	if c.Seconds > 0 {
+		c.PerSec = float64(c.Requests) / c.Seconds
+	}
+	return c
 }
 
 // rawHTTPCeiling POSTs body to the urls from concurrency goroutines (spread

@@ -240,8 +240,9 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 	p("")
 	p("window          %.2f s", r.WindowSeconds)
-	p("deliveries/s    %10.0f   = %.1f%% of raw HTTP ceiling %.0f/s (%d concurrent, same receivers, no walhook)",
-		r.DeliveriesPerSec, 100*r.Ratios.DeliveriesVsRawHTTP, r.Ceilings.RawHTTP.PerSec, r.Ceilings.RawHTTP.Concurrency)
+	raw := r.Ceilings.RawHTTP
+	p("deliveries/s    %10.0f   = %.1f%% of raw HTTP ceiling %.0f/s (%.0f before the window, %.0f after; %d concurrent, same receivers, no walhook)",
+		r.DeliveriesPerSec, 100*r.Ratios.DeliveriesVsRawHTTP, raw.PerSec, raw.BeforePerSec, raw.AfterPerSec, raw.Concurrency)
 	p("events/s        %10.0f   = %.1f%% of producer ceiling %.0f/s (producer alone, no walhook)",
 		r.EventsPerSec, 100*r.Ratios.EventsVsProducer, r.Ceilings.ProducerAlonePerSec)
 	p("producer        %10.0f/s committed over %.2f s = %.1f%% of its rate alone", r.Producer.EventsPerSec, r.Producer.Seconds, 100*r.Ratios.ProducerVsAlone)
