@@ -145,9 +145,13 @@ func (rc *receiver) close() {
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	bp := rc.bodies.Get().(*[]byte)
-	defer rc.bodies.Put(bp)
 	body, err := readBody(r, *bp)
-	*bp = body
+	defer func() {
+		if cap(body) <= 64<<10 {
+			*bp = body
+			rc.bodies.Put(bp)
+		}
+	}()
 	at := rc.opts.Clock.now()
 	if err != nil {
 		return // the client went away mid-body

@@ -150,14 +150,17 @@ type Dispatcher struct {
 	health  map[string]*health
 	slots   map[string]time.Time // rate-limited endpoints: when the next request may start
 	active  map[string]struct{}  // delivery ids queued or under way
-	nhealth atomic.Int32         // len(health), read without mu on the hot path
-	stopped bool
-	wg      sync.WaitGroup
-	ctx     context.Context
-	cancel  context.CancelFunc
-	rndMu   sync.Mutex
-	rnd     *rand.Rand
-	bodies  sync.Pool // *[]byte: request bodies being built and sent
+	// activePeak is active's largest size since it was last made: a map
+	// keeps its room when emptied, so one drained backlog would hold it.
+	activePeak int
+	nhealth    atomic.Int32 // len(health), read without mu on the hot path
+	stopped    bool
+	wg         sync.WaitGroup
+	ctx        context.Context
+	cancel     context.CancelFunc
+	rndMu      sync.Mutex
+	rnd        *rand.Rand
+	bodies     sync.Pool // *[]byte: request bodies being built and sent
 }
 
 type lane struct {
@@ -278,6 +281,7 @@ func (d *Dispatcher) submitLocked(j *Job) (park bool) {
 		return true
 	}
 	d.active[j.DeliveryID] = struct{}{}
+	d.activePeak = max(d.activePeak, len(d.active))
 	l.queue = append(l.queue, j)
 	if l.running < d.opts.EndpointInflight {
 		l.running++
@@ -307,8 +311,8 @@ func (d *Dispatcher) Offer(ctx context.Context, j *Job) error {
 	return d.offerWhenRoom(ctx, j, l)
 }
 
-// offerWhenRoom is Offer's wait for room, entered with d.mu held and l
-// full. It is a function of its own because the timers' closures move what
+// offerWhenRoom is Offer's wait for room, entered with d.mu held and l at
+// its soft limit. It is a function of its own because the timers' closures move what
 // they capture to the heap: Offer's common case stays free of allocations.
 func (d *Dispatcher) offerWhenRoom(ctx context.Context, j *Job, l *lane) error {
 	// cond.Wait cannot watch a deadline or ctx: their ends wake it.
@@ -365,6 +369,15 @@ func (d *Dispatcher) offerWhenRoom(ctx context.Context, j *Job, l *lane) error {
 	return nil
 }
 
+// forgetActive removes a delivery from those queued or under way, and
+// lets go of the map's room once a large backlog has drained; under d.mu.
+func (d *Dispatcher) forgetActive(id string) {
+	delete(d.active, id)
+	if len(d.active) == 0 && d.activePeak > 4096 {
+		d.active, d.activePeak = map[string]struct{}{}, 0
+	}
+}
+
 // lowWater is the lane length below which a waiting Offer goes on.
 func (d *Dispatcher) lowWater() int { return max(d.opts.SoftLimit*3/4, 1) }
 
@@ -418,7 +431,7 @@ func (d *Dispatcher) work(endpointID string, l *lane) {
 		// Jobs queued before the circuit opened wait like the rest.
 		park := !d.health[endpointID].admit(j)
 		if park {
-			delete(d.active, j.DeliveryID)
+			d.forgetActive(j.DeliveryID)
 		}
 		// A half-empty lane pulls parked deliveries back (those parked
 		// because it was full, or released after its circuit closed).
@@ -452,7 +465,7 @@ func (d *Dispatcher) work(endpointID string, l *lane) {
 		// result is known (a manual re-send) must not look under way. A
 		// plain map under mu costs less than a sync.Map's allocations.
 		d.mu.Lock()
-		delete(d.active, j.DeliveryID)
+		d.forgetActive(j.DeliveryID)
 		d.mu.Unlock()
 		for _, h := range changes {
 			d.sink.Health(h)

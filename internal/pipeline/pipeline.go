@@ -96,9 +96,7 @@ func (p *Pipeline) HandleTxn(ctx context.Context, txn *stream.Txn) error {
 	now := time.Now()
 	rec := &recorder.Txn{EndLSN: txn.EndLSN}
 	var jobs []*delivery.Job
-	// Jobs are made a few dozen at a time: one allocation per chunk, not
-	// per delivery.
-	var chunk []delivery.Job
+	var chunks jobChunks
 	var visible bool
 	ob := p.opts.Outbox
 	for i := range txn.Changes {
@@ -152,14 +150,12 @@ func (p *Pipeline) HandleTxn(ctx context.Context, txn *stream.Txn) error {
 					ID: id, EndpointID: ep.ID, EventID: ev.ID, EventType: ev.Type, TenantID: ev.TenantID,
 					Status: store.StatusPending, MaxAttempts: maxAttempts, CreatedAt: now, UpdatedAt: now,
 				})
-				if len(chunk) == cap(chunk) {
-					chunk = make([]delivery.Job, 0, 32)
-				}
-				chunk = append(chunk, delivery.Job{
+				j := chunks.next(ep, len(txn.Changes)-i)
+				*j = delivery.Job{
 					DeliveryID: id, Endpoint: ep, EventID: ev.ID, EventType: ev.Type, EventTime: ev.CreatedAt,
 					Payload: ev.Payload, Attempt: 1, MaxAttempts: maxAttempts, CommitTime: txn.CommitTime,
-				})
-				jobs = append(jobs, &chunk[len(chunk)-1])
+				}
+				jobs = append(jobs, j)
 			}
 		}
 	}
@@ -175,6 +171,40 @@ func (p *Pipeline) HandleTxn(ctx context.Context, txn *stream.Txn) error {
 		}
 	}
 	return nil
+}
+
+// jobChunks makes a transaction's jobs a few dozen at a time, in chunks
+// kept per endpoint: one allocation per chunk instead of one per delivery.
+// The jobs of a chunk share a lane, which runs them in order, so a chunk is
+// let go about when its last job is done, and a slow endpoint's queue never
+// holds on to other endpoints' payloads.
+type jobChunks struct {
+	eps    []*route.Endpoint
+	chunks [][]delivery.Job
+}
+
+// maxChunkedEndpoints bounds the linear search; a transaction fanning out
+// to more endpoints than this gets single jobs for the others.
+const maxChunkedEndpoints = 16
+
+// next returns a zero job for ep; rows is how many changes of the
+// transaction are left, this one included, which bounds a new chunk.
+func (c *jobChunks) next(ep *route.Endpoint, rows int) *delivery.Job {
+	k := slices.Index(c.eps, ep)
+	if k < 0 {
+		if len(c.eps) == maxChunkedEndpoints {
+			return new(delivery.Job)
+		}
+		c.eps, c.chunks = append(c.eps, ep), append(c.chunks, nil)
+		k = len(c.eps) - 1
+	}
+	ch := c.chunks[k]
+	if len(ch) == cap(ch) {
+		ch = make([]delivery.Job, 0, min(32, max(rows, 1)))
+	}
+	ch = ch[:len(ch)+1]
+	c.chunks[k] = ch
+	return &ch[len(ch)-1]
 }
 
 func (p *Pipeline) endpointChanged(ctx context.Context, c *stream.Change) error {

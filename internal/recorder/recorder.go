@@ -130,20 +130,22 @@ type txnMark struct {
 
 // newPending makes an empty batch sized like the one before it (nil: none),
 // so that at a steady rate a batch's slices and maps do not grow step by
-// step from nothing each time.
+// step from nothing each time. Sizes are capped: one huge transaction must
+// not make the next batch reserve as much while it is still being written.
 func newPending(prev *pendingBatch) *pendingBatch {
 	if prev == nil {
 		return &pendingBatch{newIdx: map[string]int{}, updIdx: map[string]int{}}
 	}
+	const most = 4096
 	return &pendingBatch{
 		b: store.Batch{
-			Events:     make([]store.Event, 0, len(prev.b.Events)),
-			Deliveries: make([]store.Delivery, 0, len(prev.b.Deliveries)),
-			Updates:    make([]store.Delivery, 0, len(prev.b.Updates)),
-			Attempts:   make([]store.Attempt, 0, len(prev.b.Attempts)),
+			Events:     make([]store.Event, 0, min(len(prev.b.Events), most)),
+			Deliveries: make([]store.Delivery, 0, min(len(prev.b.Deliveries), most)),
+			Updates:    make([]store.Delivery, 0, min(len(prev.b.Updates), most)),
+			Attempts:   make([]store.Attempt, 0, min(len(prev.b.Attempts), most)),
 		},
-		newIdx: make(map[string]int, len(prev.newIdx)),
-		updIdx: make(map[string]int, len(prev.updIdx)),
+		newIdx: make(map[string]int, min(len(prev.newIdx), most)),
+		updIdx: make(map[string]int, min(len(prev.updIdx), most)),
 	}
 }
 

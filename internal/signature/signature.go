@@ -226,16 +226,17 @@ func (sig Signature) AppendHeaders(dst [][2]string) [][2]string {
 // versions (such as asymmetric "v1a,") are ignored. tolerance <= 0 means
 // DefaultTolerance, so a zero value never disables the replay window.
 func Verify(secret string, h http.Header, body []byte, now time.Time, tolerance time.Duration) error {
-	v, err := NewVerifier(secret)
+	key, err := DecodeSecret(secret)
 	if err != nil {
 		return err
 	}
-	return v.Verify(h, body, now, tolerance)
+	_, err = verifyWith(hmac.New(sha256.New, key), nil, h, body, now, tolerance)
+	return err
 }
 
 // Verifier is Verify for one secret, for a receiver that checks many
 // requests: the key is decoded once and HMAC states are reused, as Signer
-// does. It is safe for concurrent use.
+// does. It is safe for concurrent use. Only NewVerifier makes a usable one.
 type Verifier struct {
 	states sync.Pool // *verifyState
 }
@@ -258,38 +259,48 @@ func NewVerifier(secret string) (*Verifier, error) {
 
 // Verify is the package's Verify with the Verifier's secret.
 func (v *Verifier) Verify(h http.Header, body []byte, now time.Time, tolerance time.Duration) error {
+	st := v.states.Get().(*verifyState)
+	var err error
+	st.prefix, err = verifyWith(st.mac, st.prefix, h, body, now, tolerance)
+	if cap(st.prefix) <= 1<<10 { // a huge webhook-id does not stay pooled
+		v.states.Put(st)
+	}
+	return err
+}
+
+// verifyWith is Verify with mac keyed by the secret; it builds the signed
+// prefix in buf and returns it for reuse.
+func verifyWith(mac hash.Hash, buf []byte, h http.Header, body []byte, now time.Time, tolerance time.Duration) ([]byte, error) {
 	id := h.Get(HeaderID)
 	if id == "" {
-		return fmt.Errorf("webhook-id: %w", ErrMissingHeader)
+		return buf, fmt.Errorf("webhook-id: %w", ErrMissingHeader)
 	}
 	ts := h.Get(HeaderTimestamp)
 	if ts == "" {
-		return fmt.Errorf("webhook-timestamp: %w", ErrMissingHeader)
+		return buf, fmt.Errorf("webhook-timestamp: %w", ErrMissingHeader)
 	}
 	sigs := h.Get(HeaderSignature)
 	if sigs == "" {
-		return fmt.Errorf("webhook-signature: %w", ErrMissingHeader)
+		return buf, fmt.Errorf("webhook-signature: %w", ErrMissingHeader)
 	}
 	if err := checkTimestamp(ts, now, tolerance); err != nil {
-		return fmt.Errorf("webhook-timestamp: %w", err)
+		return buf, fmt.Errorf("webhook-timestamp: %w", err)
 	}
 
-	st := v.states.Get().(*verifyState)
-	defer v.states.Put(st)
-	st.prefix = append(append(append(append(st.prefix[:0], id...), '.'), ts...), '.')
+	buf = append(append(append(append(buf[:0], id...), '.'), ts...), '.')
 	var sum [macSize]byte
 	var want [standardEntryLen]byte
 	copy(want[:], standardVersion)
-	base64.StdEncoding.Encode(want[len(standardVersion):], macOf(st.mac, sum[:0], st.prefix, body))
+	base64.StdEncoding.Encode(want[len(standardVersion):], macOf(mac, sum[:0], buf, body))
 
 	for entry := range strings.SplitSeq(sigs, " ") {
 		// Comparing whole entries, version included, ignores other versions
 		// and rejects a bare "v1," without special cases.
 		if hmac.Equal([]byte(entry), want[:]) {
-			return nil
+			return buf, nil
 		}
 	}
-	return fmt.Errorf("webhook-signature: %w", ErrNoMatchingSignature)
+	return buf, fmt.Errorf("webhook-signature: %w", ErrNoMatchingSignature)
 }
 
 // VerifyLegacy checks the original-design headers (X-Webhook-Timestamp and

@@ -523,6 +523,10 @@ func TestSignConcurrent(t *testing.T) {
 		}
 		verifiers = append(verifiers, v)
 	}
+	stranger, err := NewVerifier(mustSecret(t))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	for g := range goroutines {
 		wg.Go(func() {
@@ -552,6 +556,9 @@ func TestSignConcurrent(t *testing.T) {
 					if err := v.Verify(h, body, ts, DefaultTolerance); err != nil {
 						t.Errorf("%s: Verifier.Verify: %v", id, err)
 					}
+				}
+				if err := stranger.Verify(h, body, ts, DefaultTolerance); !errors.Is(err, ErrNoMatchingSignature) {
+					t.Errorf("%s: a Verifier of another secret: %v", id, err)
 				}
 			}
 		})

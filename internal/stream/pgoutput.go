@@ -103,12 +103,13 @@ type tuple struct {
 // are clipped so that appending to one value cannot overwrite the next.
 //
 // The slice of values itself is cut from *slab, which the transaction's
-// rows share (a new slab every few hundred columns), rather than made per
-// row. Its capacity is clipped too.
+// rows share, rather than made per row; its capacity is clipped too. Each
+// new slab is twice the last, from four rows' worth up to 1,024 values, so
+// a one-row transaction takes little and a big one a few allocations.
 func (t *tuple) values(data []byte, slab *[][]byte) [][]byte {
 	n := len(t.cols)
 	if cap(*slab)-len(*slab) < n {
-		*slab = make([][]byte, 0, max(n, 256))
+		*slab = make([][]byte, 0, max(n, min(max(2*cap(*slab), 4*n), 1024)))
 	}
 	at := len(*slab)
 	*slab = (*slab)[:at+n]

@@ -360,23 +360,30 @@ func TestTupleValues(t *testing.T) {
 		t.Fatalf("appending to a value changed another: %q", vals)
 	}
 
-	// Rows of one transaction share a slab of values: a row's values stay
-	// its own, and appending to them cannot reach the next row's.
-	data2 := insertMsg(1, text("b"), text("c"))
+	// Rows of one transaction share slabs of values: a row's values stay
+	// its own, and appending to them cannot reach the next row's, across
+	// slabs of every size (3 columns leave a tail each time).
+	data2 := insertMsg(1, text("b"), text("c"), text("d"))
 	m2, err := d.decode(data2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vals2 := m2.newTuple.values(data2, &slab)
+	want2 := [][]byte{[]byte("b"), []byte("c"), []byte("d")}
+	var rows [][][]byte
+	for range 1000 {
+		rows = append(rows, m2.newTuple.values(data2, &slab))
+	}
 	_ = append(vals, []byte("appended"))
-	if !reflect.DeepEqual(vals2, [][]byte{[]byte("b"), []byte("c")}) || len(slab) != 8 {
-		t.Fatalf("second row %q (slab of %d), want [b c] after the first row's 6", vals2, len(slab))
+	for _, r := range rows {
+		_ = append(r, []byte("appended"))
 	}
-	for range 300 { // past the first slab
-		vals2 = m2.newTuple.values(data2, &slab)
+	if !reflect.DeepEqual(vals, want) {
+		t.Fatalf("first row %q after later rows, want %q", vals, want)
 	}
-	if !reflect.DeepEqual(vals2, [][]byte{[]byte("b"), []byte("c")}) {
-		t.Fatalf("row from a later slab %q", vals2)
+	for i, r := range rows {
+		if !reflect.DeepEqual(r, want2) {
+			t.Fatalf("row %d %q, want %q", i, r, want2)
+		}
 	}
 
 	// A tuple of NULLs copies nothing.
