@@ -357,3 +357,85 @@ func TestNewestFirstListsReadTheirIndexesBackwards(t *testing.T) {
 		})
 	}
 }
+
+// TestIdsCompareInByteOrderUnderALinguisticCollation migrates a database
+// whose default collation is ICU en-US, as many users' databases have a
+// linguistic one: every id column must compare byte by byte (cheaper in
+// every index), and the queries that compare ids across tables, or with
+// parameters, must still run. A column left in the default collation would
+// make them fail with "could not determine which collation to use".
+func TestIdsCompareInByteOrderUnderALinguisticCollation(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	admin := db.Cluster.DSN("postgres")
+	name := db.Name + "_icu"
+	conn := pgtest.Connect(t, admin)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name+" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"); err != nil {
+		if strings.Contains(err.Error(), "ICU is not supported") {
+			t.Skipf("this PostgreSQL has no ICU: %v", err)
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pgtest.Exec(t, admin, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)") })
+	s, err := store.Open(ctx, db.Cluster.DSN(name), "walhook", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	rows, err := s.Pool().Query(ctx, `SELECT table_name || '.' || column_name, coalesce(collation_name, 'default')
+		FROM information_schema.columns
+		WHERE table_schema = 'walhook' AND data_type = 'text' AND column_name IN ('id', 'endpoint_id', 'event_id', 'delivery_id')
+		ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct {
+		Column, Collation string
+	}])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cols) < 10 { // 8 table columns and the view's 2
+		t.Errorf("found %d id columns: %v", len(cols), cols)
+	}
+	for _, c := range cols {
+		if c.Collation != "C" {
+			t.Errorf("%s compares by collation %q, want C", c.Column, c.Collation)
+		}
+	}
+
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	if err := s.WriteBatch(ctx, &store.Batch{
+		Events: []store.Event{{ID: "evt_1", Type: "order.created", Payload: []byte(`{}`), LSN: 1, CreatedAt: now, ReceivedAt: now}},
+		Deliveries: []store.Delivery{
+			{ID: "msg_a", EndpointID: "ep_a", EventID: "evt_1", EventType: "order.created", Status: store.StatusDelivered, Attempts: 1, MaxAttempts: 5,
+				LastStatusCode: 200, CreatedAt: now, UpdatedAt: now, DeliveredAt: now, LastAttemptAt: now},
+			{ID: "msg_B", EndpointID: "ep_a", EventID: "evt_1", EventType: "order.created", Status: store.StatusRetrying, MaxAttempts: 5,
+				NextRetryAt: now, CreatedAt: now, UpdatedAt: now},
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Ties on created_at go by id, in byte order: "msg_B" before "msg_a",
+	// where en-US puts it after.
+	list, err := s.ListDeliveries(ctx, store.DeliveryFilter{EndpointID: "ep_a", Limit: 10})
+	if err != nil || len(list) != 2 || list[0].ID != "msg_a" || list[1].ID != "msg_B" {
+		t.Fatalf("newest first (ties by id, descending) = %v, %v", list, err)
+	}
+	if due, err := s.LoadDue(ctx, []string{"msg_B", "msg_a"}, now); err != nil || len(due) != 1 {
+		t.Fatalf("due = %v, %v", due, err)
+	}
+	if atts, err := s.ListAttempts(ctx, "msg_a"); err != nil || len(atts) != 1 {
+		t.Fatalf("attempt log = %v, %v", atts, err)
+	}
+	if _, err := s.RetryDelivery(ctx, "msg_a", nil); err != nil {
+		t.Fatal(err)
+	}
+	if act, err := s.EndpointActivity(ctx, []string{"ep_a"}, now.Add(time.Minute)); err != nil || act["ep_a"] == nil || act["ep_a"].LastDeliveryAt.IsZero() {
+		t.Fatalf("activity = %v, %v", act, err)
+	}
+}
