@@ -574,7 +574,9 @@ func (r *run) usage(ctx context.Context, prod *producer, withWalhook bool) usage
 
 // measurement is the measured phase's raw data.
 type measurement struct {
-	prod        *production
+	prod *production
+	// tail: the events committed once a catch-up's backlog was delivered.
+	tail        *production
 	windowStart int64
 	before      usage
 	after       usage
@@ -633,7 +635,67 @@ func (r *run) measure(ctx context.Context, prod *producer, warm *production) (*m
 		return nil, err
 	}
 	m.after = r.usage(ctx, prod, true)
+	if cfg.Catchup && m.complete {
+		if m.tail, err = r.afterBacklog(ctx, m.prod.next); err != nil {
+			return nil, err
+		}
+		expected += m.tail.events * int64(len(r.answering()))
+		if m.complete, err = r.waitDeliveries(ctx, expected, "after the backlog"); err != nil {
+			return nil, err
+		}
+	}
 	return m, nil
+}
+
+// Once a backlog is delivered, new events must arrive within the latency
+// target again: the catch-up run ends with this many single-row
+// transactions at this rate, from one connection, measured on their own.
+const (
+	tailEvents = 2000
+	tailRate   = 1000
+)
+
+// afterBacklog commits the catch-up run's last events, from seq first, at
+// the latency scenario's rate.
+func (r *run) afterBacklog(ctx context.Context, first int64) (*production, error) {
+	r.progress("catch-up: backlog delivered; %d more events at %d/s", tailEvents, tailRate)
+	prod, err := newProducer(ctx, producerOptions{
+		DSN: r.dsn, Table: outboxTable, Conns: 1, RowsPerTxn: 1,
+		Rate: tailRate, PayloadBytes: r.cfg.PayloadBytes, Clock: r.clk,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer prod.close()
+	tail, err := prod.run(ctx, first, tailEvents, 0)
+	if err != nil {
+		return nil, fmt.Errorf("produce after the backlog: %w", err)
+	}
+	return tail, nil
+}
+
+// tailReport measures the events committed after a catch-up's backlog,
+// seqs first onwards, on their own.
+func (r *run) tailReport(tail *production, first int64) *AfterBacklog {
+	ab := &AfterBacklog{Events: tail.events, Rate: tailRate}
+	commits := commitTimes(first, tail.next, tail)
+	var lat []int64
+	for _, rc := range r.answering() {
+		hits, _ := rc.hits()
+		for off, commit := range commits {
+			if commit < 0 {
+				continue
+			}
+			h, ok := hits[first+int64(off)]
+			if !ok || h.okAt == 0 {
+				ab.Missing++
+				continue
+			}
+			lat = append(lat, max(0, h.firstAt-commit))
+		}
+	}
+	ab.Latency = latency(lat)
+	return ab
 }
 
 // report turns the measurement into numbers.
@@ -688,6 +750,10 @@ func (r *run) report(m *measurement, warm *production, producerAlone float64, ra
 	}
 	for _, rc := range r.rcv[active:] {
 		rep.HangRequests += rc.requestCount()
+	}
+	if m.tail != nil {
+		rep.AfterBacklog = r.tailReport(m.tail, m.prod.next)
+		missing.Deliveries += rep.AfterBacklog.Missing
 	}
 	rep.Complete = m.complete && missing.Deliveries == 0
 	if missing.Deliveries > 0 {

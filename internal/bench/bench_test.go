@@ -124,6 +124,49 @@ func TestRunTiny(t *testing.T) {
 	}
 }
 
+// TestRunTinyCatchup runs the catch-up scenario small: walhook is stopped
+// while the events are committed, delivers them after its start, and the
+// events committed after the backlog are measured on their own.
+func TestRunTinyCatchup(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL and builds walhook")
+	}
+	cfg := DefaultConfig()
+	cfg.Catchup = true
+	cfg.Events = 300
+	cfg.Conns = 2
+	cfg.RowsPerTxn = 10
+	cfg.Warmup = 0
+	cfg.CeilingDuration = 300 * time.Millisecond
+	cfg.DrainTimeout = 30 * time.Second
+	cfg.StallTimeout = 15 * time.Second
+	cfg.PGSettings = map[string]string{"fsync": "off"}
+	cfg.Progress = logWriter{t}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	rep.WriteText(&text)
+	t.Logf("report:\n%s", text.String())
+	if !rep.Complete || rep.Deliveries != 300 {
+		t.Fatalf("complete %v with %d deliveries (missing %+v); want all 300", rep.Complete, rep.Deliveries, rep.Missing)
+	}
+	ab := rep.AfterBacklog
+	if ab == nil {
+		t.Fatal("no measurement after the backlog")
+	}
+	if l := ab.Latency; ab.Events != tailEvents || ab.Missing != 0 || l.Samples != tailEvents || l.P50 > l.P99 || l.P99 > l.Max || l.Max <= 0 {
+		t.Errorf("after the backlog: %+v", ab)
+	}
+	if !strings.Contains(text.String(), "after the backlog, 2000 events at 1000/s") {
+		t.Error("the text report does not show the latency after the backlog")
+	}
+}
+
 // syncWriter keeps progress lines and logs them; Run writes from one
 // goroutine at a time, the test reads after Run.
 type syncWriter struct {

@@ -44,6 +44,9 @@ type Report struct {
 	// answered 2xx (differs only with failures).
 	Latency     Latency `json:"latency_ms"`
 	LatencyToOK Latency `json:"latency_to_ok_ms"`
+	// AfterBacklog (catch-up runs): the events committed once the backlog
+	// was delivered, measured on their own.
+	AfterBacklog *AfterBacklog `json:"after_backlog,omitempty"`
 
 	Walhook  WalhookStats  `json:"walhook"`
 	Postgres PostgresStats `json:"postgres"`
@@ -52,6 +55,15 @@ type Report struct {
 	Ratios   Ratios        `json:"ratios"`
 	// TempDir is set when it was kept (-keep).
 	TempDir string `json:"temp_dir,omitempty"`
+}
+
+// AfterBacklog is how new events fare once a backlog is delivered.
+type AfterBacklog struct {
+	Events  int64   `json:"events"`
+	Rate    float64 `json:"rate"` // events/s, single-row transactions
+	Latency Latency `json:"latency_ms"`
+	// Missing deliveries of these events (they count in Report.Missing too).
+	Missing int64 `json:"missing"`
 }
 
 // Settings echo the run's configuration.
@@ -256,6 +268,11 @@ func (r *Report) WriteText(w io.Writer) {
 	if r.Receivers.Failed > 0 {
 		l = r.LatencyToOK
 		p("latency COMMIT→2xx (ms)       p50 %.1f  p90 %.1f  p99 %.1f  max %.1f  mean %.1f  (n=%d)", l.P50, l.P90, l.P99, l.Max, l.Mean, l.Samples)
+	}
+	if ab := r.AfterBacklog; ab != nil {
+		l = ab.Latency
+		p("after the backlog, %d events at %.0f/s: latency (ms) p50 %.1f  p90 %.1f  p99 %.1f  max %.1f  (n=%d, %d missing)",
+			ab.Events, ab.Rate, l.P50, l.P90, l.P99, l.Max, l.Samples, ab.Missing)
 	}
 	p("")
 	p("walhook         CPU %.2f s = %.3f s per 1,000 deliveries (%.2f cores); peak RSS %.1f MB (%s), RSS at end %.1f MB",
