@@ -575,8 +575,10 @@ func (r *run) usage(ctx context.Context, prod *producer, withWalhook bool) usage
 // measurement is the measured phase's raw data.
 type measurement struct {
 	prod *production
-	// tail: the events committed once a catch-up's backlog was delivered.
+	// tail: the events committed once a catch-up's backlog was delivered;
+	// walToDecode: the WAL the walsender had yet to read at that moment.
 	tail        *production
+	walToDecode int64
 	windowStart int64
 	before      usage
 	after       usage
@@ -636,6 +638,9 @@ func (r *run) measure(ctx context.Context, prod *producer, warm *production) (*m
 	}
 	m.after = r.usage(ctx, prod, true)
 	if cfg.Catchup && m.complete {
+		if m.walToDecode, err = walToDecode(ctx, r.dsn); err != nil {
+			return nil, err
+		}
 		if m.tail, err = r.afterBacklog(ctx, m.prod.next); err != nil {
 			return nil, err
 		}
@@ -753,6 +758,7 @@ func (r *run) report(m *measurement, warm *production, producerAlone float64, ra
 	}
 	if m.tail != nil {
 		rep.AfterBacklog = r.tailReport(m.tail, m.prod.next)
+		rep.AfterBacklog.WALToDecodeBytes = m.walToDecode
 		missing.Deliveries += rep.AfterBacklog.Missing
 	}
 	rep.Complete = m.complete && missing.Deliveries == 0

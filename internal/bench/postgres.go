@@ -147,3 +147,20 @@ func execSQL(ctx context.Context, dsn, sql string) error {
 	_, err = conn.Exec(ctx, sql)
 	return err
 }
+
+// walToDecode is how many bytes of WAL the walsender has yet to read: what
+// an event committed now waits behind before walhook can see it.
+func walToDecode(ctx context.Context, dsn string) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return 0, fmt.Errorf("walsender position: %w", err)
+	}
+	defer conn.Close(ctx)
+	var n int64
+	if err := conn.QueryRow(ctx, `SELECT coalesce(max(pg_current_wal_lsn() - sent_lsn), 0)::bigint FROM pg_stat_replication`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("walsender position: %w", err)
+	}
+	return n, nil
+}

@@ -64,6 +64,10 @@ type AfterBacklog struct {
 	Latency Latency `json:"latency_ms"`
 	// Missing deliveries of these events (they count in Report.Missing too).
 	Missing int64 `json:"missing"`
+	// WALToDecodeBytes is the WAL the walsender had yet to read when the
+	// backlog was delivered: mostly what walhook wrote meanwhile, which
+	// the first of these events wait behind.
+	WALToDecodeBytes int64 `json:"wal_to_decode_bytes"`
 }
 
 // Settings echo the run's configuration.
@@ -273,6 +277,7 @@ func (r *Report) WriteText(w io.Writer) {
 		l = ab.Latency
 		p("after the backlog, %d events at %.0f/s: latency (ms) p50 %.1f  p90 %.1f  p99 %.1f  max %.1f  (n=%d, %d missing)",
 			ab.Events, ab.Rate, l.P50, l.P90, l.P99, l.Max, l.Samples, ab.Missing)
+		p("                WAL the walsender had yet to decode when the backlog was delivered: %.1f MB", mb(ab.WALToDecodeBytes))
 	}
 	p("")
 	p("walhook         CPU %.2f s = %.3f s per 1,000 deliveries (%.2f cores); peak RSS %.1f MB (%s), RSS at end %.1f MB",
