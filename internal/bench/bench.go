@@ -638,11 +638,15 @@ func (r *run) measure(ctx context.Context, prod *producer, warm *production) (*m
 	}
 	m.after = r.usage(ctx, prod, true)
 	if cfg.Catchup && m.complete {
+		// What follows is a figure of its own: if it cannot be had, the
+		// run's main figures still stand.
 		if m.walToDecode, err = walToDecode(ctx, r.dsn); err != nil {
-			return nil, err
+			r.progress("%v", err)
+			m.walToDecode = -1
 		}
 		if m.tail, err = r.afterBacklog(ctx, m.prod.next); err != nil {
-			return nil, err
+			r.progress("%v", err)
+			return m, nil
 		}
 		expected += m.tail.events * int64(len(r.answering()))
 		if m.complete, err = r.waitDeliveries(ctx, expected, "after the backlog"); err != nil {
@@ -682,7 +686,7 @@ func (r *run) afterBacklog(ctx context.Context, first int64) (*production, error
 // tailReport measures the events committed after a catch-up's backlog,
 // seqs first onwards, on their own.
 func (r *run) tailReport(tail *production, first int64) *AfterBacklog {
-	ab := &AfterBacklog{Events: tail.events, Rate: tailRate}
+	ab := &AfterBacklog{Events: tail.events, Rate: tailRate, AchievedRate: tail.rate()}
 	commits := commitTimes(first, tail.next, tail)
 	var lat []int64
 	for _, rc := range r.answering() {
@@ -756,10 +760,14 @@ func (r *run) report(m *measurement, warm *production, producerAlone float64, ra
 	for _, rc := range r.rcv[active:] {
 		rep.HangRequests += rc.requestCount()
 	}
+	// The window ends with the main range's deliveries, whatever became of
+	// the events after a backlog.
+	mainComplete := m.complete && missing.Deliveries == 0
 	if m.tail != nil {
 		rep.AfterBacklog = r.tailReport(m.tail, m.prod.next)
 		rep.AfterBacklog.WALToDecodeBytes = m.walToDecode
 		missing.Deliveries += rep.AfterBacklog.Missing
+		missing.AfterBacklog = rep.AfterBacklog.Missing
 	}
 	rep.Complete = m.complete && missing.Deliveries == 0
 	if missing.Deliveries > 0 {
@@ -767,7 +775,7 @@ func (r *run) report(m *measurement, warm *production, producerAlone float64, ra
 	}
 	rep.Latency, rep.LatencyToOK = latency(lat), latency(latOK)
 
-	if !rep.Complete || rep.Deliveries == 0 {
+	if !mainComplete || rep.Deliveries == 0 {
 		end = max(end, m.after.at) // incomplete: the window ran to the deadline
 	}
 	rep.WindowSeconds = float64(end-m.windowStart) / 1e9

@@ -6,7 +6,12 @@
 -- changes. Changing a column's collation rebuilds its indexes (with a lock, as
 -- any migration that rebuilds indexes) but does not rewrite the table.
 --
--- The view reads these columns, so it is made again around the change.
+-- The tables are locked first, in the order walhook's own writes take them,
+-- so that a walhook still running cannot deadlock with the migration. The
+-- view reads these columns, so it is made again around the change (grants
+-- given on it by hand must be given again). A type change drops the
+-- columns' statistics: they are gathered again at the end.
+LOCK TABLE events, deliveries, attempts, endpoints, signals IN ACCESS EXCLUSIVE MODE;
 DROP VIEW attempt_log;
 
 ALTER TABLE endpoints ALTER COLUMN id TYPE text COLLATE "C";
@@ -28,3 +33,5 @@ CREATE VIEW attempt_log AS
     FROM deliveries d
     WHERE d.last_attempt_at IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.delivery_id = d.id AND a.attempt = d.attempts);
+
+ANALYZE events, deliveries, attempts, endpoints, signals;
