@@ -312,8 +312,9 @@ func (d *Dispatcher) Offer(ctx context.Context, j *Job) error {
 }
 
 // offerWhenRoom is Offer's wait for room, entered with d.mu held and l at
-// its soft limit. It is a function of its own because the timers' closures move what
-// they capture to the heap: Offer's common case stays free of allocations.
+// its soft limit. It is a function of its own because the timers' closures
+// move what they capture to the heap: Offer's common case stays free of
+// allocations.
 func (d *Dispatcher) offerWhenRoom(ctx context.Context, j *Job, l *lane) error {
 	// cond.Wait cannot watch a deadline or ctx: their ends wake it.
 	var expired atomic.Bool
