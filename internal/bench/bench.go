@@ -553,6 +553,7 @@ type usage struct {
 	pgCPU                          float64
 	selfCPU                        float64
 	producerPG                     float64 // Postgres CPU of the producer's backends
+	pgProcs                        map[int]pgProcess
 	machBusy, machSteal, machTotal float64
 	metrics                        metricSample
 	peak, rss                      int64
@@ -561,6 +562,7 @@ type usage struct {
 func (r *run) usage(ctx context.Context, prod *producer, withWalhook bool) usage {
 	u := usage{at: r.clk.now(), selfCPU: selfCPU(), producerPG: prod.serverCPU()}
 	u.pgCPU, _ = treeCPU(r.pgPID)
+	u.pgProcs = pgProcesses(r.pgPID, prod.pids)
 	u.machBusy, u.machSteal, u.machTotal, _ = machineCPU()
 	if withWalhook && r.wh.running() {
 		if t, err := readProcTimes(r.wh.pid()); err == nil {
@@ -808,6 +810,7 @@ func (r *run) report(m *measurement, warm *production, producerAlone float64, ra
 	rep.Postgres.CPUPer1000 = per1000(rep.Postgres.CPUSeconds)
 	rep.Postgres.ProducerCPUSeconds = a.producerPG - b.producerPG
 	rep.Postgres.WalhookCPUPer1000 = per1000(rep.Postgres.CPUSeconds - rep.Postgres.ProducerCPUSeconds)
+	rep.Postgres.CPUByKind = pgCPUByKind(b.pgProcs, a.pgProcs)
 	rep.Machine = MachineStats{
 		CPUs:            runtime.NumCPU(),
 		BusyPercent:     100 * ratio(a.machBusy-b.machBusy, a.machTotal-b.machTotal),

@@ -247,3 +247,41 @@ func TestRawCeilingsCombineByRequests(t *testing.T) {
 		t.Fatalf("with = %+v, want %+v", got, want)
 	}
 }
+
+func TestPostgresProcessesByKind(t *testing.T) {
+	for _, tt := range []struct {
+		title    string
+		producer bool
+		want     string
+	}{
+		{"postgres: walsender postgres [local] START_REPLICATION\x00", false, pgWalsender},
+		{"postgres: postgres bench [local] idle\x00", true, pgProducer},
+		{"postgres: postgres bench [local] COPY\x00", false, pgBackends},
+		{"postgres: checkpointer \x00", false, pgBackground},
+		{"postgres: background writer \x00", false, pgBackground},
+		{"postgres: walwriter \x00", false, pgBackground},
+		{"postgres: autovacuum worker bench\x00", false, pgBackground},
+	} {
+		if got := pgKind(tt.title, tt.producer); got != tt.want {
+			t.Errorf("pgKind(%q, %v) = %q, want %q", tt.title, tt.producer, got, tt.want)
+		}
+	}
+
+	before := map[int]pgProcess{
+		10: {pgWalsender, 1.0},
+		11: {pgBackends, 2.0},
+		12: {pgBackends, 5.0}, // exits: its CPU is nobody's in the split
+		13: {pgBackground, 9.0},
+	}
+	after := map[int]pgProcess{
+		10: {pgWalsender, 1.5},
+		11: {pgBackends, 2.25},
+		14: {pgBackends, 0.5},   // new: all of its CPU counts
+		13: {pgWalsender, 0.75}, // a pid used again by another process
+	}
+	got := pgCPUByKind(before, after)
+	want := map[string]float64{pgWalsender: 0.5 + 0.75, pgBackends: 0.25 + 0.5}
+	if len(got) != len(want) || got[pgWalsender] != want[pgWalsender] || got[pgBackends] != want[pgBackends] {
+		t.Errorf("pgCPUByKind = %v, want %v", got, want)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -175,4 +176,75 @@ func postmasterPID(dataDir string) (int, error) {
 		return 0, fmt.Errorf("postmaster.pid: %w", err)
 	}
 	return pid, nil
+}
+
+// Kinds of Postgres processes, as the report splits their CPU.
+const (
+	pgWalsender  = "walsender"
+	pgBackends   = "walhook's connections"
+	pgProducer   = "producer's connections"
+	pgBackground = "background (checkpointer, writers, autovacuum)"
+)
+
+// pgProcess is one live child of the postmaster.
+type pgProcess struct {
+	kind string
+	cpu  float64
+}
+
+// pgProcesses lists the postmaster's live children by kind: the walsender
+// and background processes by their process title, client backends as the
+// producer's (their pids are known) or walhook's (every other client: during
+// a window only walhook and the producer are connected).
+func pgProcesses(postmaster int, producer []int) map[int]pgProcess {
+	out := map[int]pgProcess{}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return out
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		t, err := readProcTimes(pid)
+		if err != nil || t.ppid != postmaster {
+			continue
+		}
+		title, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		out[pid] = pgProcess{kind: pgKind(string(title), slices.Contains(producer, pid)), cpu: t.self}
+	}
+	return out
+}
+
+// pgKind classifies a Postgres process by its title ("postgres: walsender
+// …", "postgres: checkpointer", "postgres: user db [local] idle", …).
+func pgKind(title string, producer bool) string {
+	switch {
+	case strings.Contains(title, "walsender"):
+		return pgWalsender
+	case producer:
+		return pgProducer
+	case strings.Contains(title, "checkpointer"), strings.Contains(title, "writer"),
+		strings.Contains(title, "autovacuum"), strings.Contains(title, "logical replication launcher"),
+		strings.Contains(title, "stats collector"), strings.Contains(title, "archiver"):
+		return pgBackground
+	default:
+		return pgBackends
+	}
+}
+
+// pgCPUByKind is the CPU each kind of process used between two listings.
+// A process that exited in between is missing from the second: its share
+// stays in the whole tree's figure, not in any kind's.
+func pgCPUByKind(before, after map[int]pgProcess) map[string]float64 {
+	out := map[string]float64{}
+	for pid, p := range after {
+		used := p.cpu // a process new since the first listing started from 0
+		if b, ok := before[pid]; ok && b.kind == p.kind && b.cpu <= p.cpu {
+			used -= b.cpu
+		}
+		out[p.kind] += used
+	}
+	return out
 }

@@ -156,8 +156,12 @@ type PostgresStats struct {
 	// ProducerCPUSeconds were spent by the producer's backends; the rest
 	// (walhook's backends, its walsender, background work) per 1,000
 	// deliveries is WalhookCPUPer1000.
-	ProducerCPUSeconds  float64                `json:"producer_cpu_seconds"`
-	WalhookCPUPer1000   float64                `json:"walhook_cpu_seconds_per_1000_deliveries"`
+	ProducerCPUSeconds float64 `json:"producer_cpu_seconds"`
+	WalhookCPUPer1000  float64 `json:"walhook_cpu_seconds_per_1000_deliveries"`
+	// CPUByKind splits CPUSeconds by process: the walsender, walhook's
+	// connections, the producer's, background processes. Processes that
+	// exited during the window are in CPUSeconds only.
+	CPUByKind           map[string]float64     `json:"cpu_seconds_by_kind"`
 	StatsDeliveries     int64                  `json:"stats_deliveries"`
 	InsertedPerDelivery float64                `json:"rows_inserted_per_delivery"`
 	UpdatedPerDelivery  float64                `json:"rows_updated_per_delivery"`
@@ -306,6 +310,13 @@ func (r *Report) WriteText(w io.Writer) {
 	pg := r.Postgres
 	p("postgres        CPU %.2f s = %.3f s per 1,000 deliveries; without the producer's backends (%.2f s) %.3f s per 1,000",
 		pg.CPUSeconds, pg.CPUPer1000, pg.ProducerCPUSeconds, pg.WalhookCPUPer1000)
+	if len(pg.CPUByKind) > 0 && r.Deliveries > 0 {
+		var parts []string
+		for _, kind := range []string{pgBackends, pgWalsender, pgProducer, pgBackground} {
+			parts = append(parts, fmt.Sprintf("%s %.1f", kind, 1e6*pg.CPUByKind[kind]/float64(r.Deliveries)))
+		}
+		p("                µs per delivery by process: %s", strings.Join(parts, ", "))
+	}
 	p("                per delivery (%d deliveries, warm-up included): %.2f rows inserted, %.2f updated, %.0f WAL bytes",
 		pg.StatsDeliveries, pg.InsertedPerDelivery, pg.UpdatedPerDelivery, pg.WALBytesPerDelivery)
 	for _, schema := range slices.Sorted(maps.Keys(pg.BySchema)) {
