@@ -219,7 +219,7 @@ func (s *Server) start(ctx context.Context, dsn string) error {
 	s.Stream = stream.New(stream.Options{
 		DSN: dsn, Slot: cfg.Replication.Slot,
 		Publications:   []string{cfg.Replication.Publication, store.EndpointsPublication(cfg.Replication.Publication)},
-		StatusInterval: cfg.Replication.StatusInterval, Logger: log,
+		StatusInterval: cfg.Replication.StatusInterval, ReadAhead: cfg.Replication.ReadAheadBytes, Logger: log,
 		OnConfirm: func(lsn uint64) { m.ConfirmedLSN.Set(float64(lsn)) },
 	}, pipe)
 

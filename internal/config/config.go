@@ -154,6 +154,9 @@ type Replication struct {
 	// HeartbeatInterval is how often walhook writes a transactional logical
 	// message so an idle outbox does not pin WAL; 0 disables it.
 	HeartbeatInterval time.Duration `koanf:"heartbeat_interval"`
+	// ReadAheadBytes bounds the memory of rows received ahead of routing
+	// and recording, so Postgres decodes on meanwhile (see stream.Options).
+	ReadAheadBytes int64 `koanf:"read_ahead_bytes"`
 }
 
 // Delivery configures outbound webhook requests.
@@ -243,6 +246,7 @@ func Defaults() Config {
 			Publication:       "walhook",
 			StatusInterval:    time.Second,
 			HeartbeatInterval: 30 * time.Second,
+			ReadAheadBytes:    8 << 20,
 		},
 		Delivery: Delivery{
 			Timeout:           10 * time.Second,
@@ -374,6 +378,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Replication.HeartbeatInterval < 0 {
 		bad("replication.heartbeat_interval", "must not be negative")
+	}
+	if c.Replication.ReadAheadBytes < 64<<10 || c.Replication.ReadAheadBytes > 1<<30 {
+		bad("replication.read_ahead_bytes", "must be between 65536 and 1073741824, got %d", c.Replication.ReadAheadBytes)
 	}
 	if c.Delivery.Timeout <= 0 {
 		bad("delivery.timeout", "must be positive")

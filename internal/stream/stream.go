@@ -39,6 +39,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -106,6 +107,9 @@ type Txn struct {
 	Changes []Change
 	// slab backs the Values of Changes.
 	slab [][]byte
+	// size is about the memory the transaction's rows take, for the
+	// read-ahead's bound.
+	size int64
 }
 
 // Handler consumes transactions.
@@ -129,7 +133,13 @@ type Options struct {
 	Slot           string
 	Publications   []string
 	StatusInterval time.Duration
-	Logger         *slog.Logger
+	// ReadAhead bounds the memory of the rows received and decoded ahead of
+	// the handler (0: 8 MiB). Reading ahead lets the server decode on while
+	// the handler waits for room, notably past the WAL that walhook itself
+	// wrote during a backlog, which it would otherwise decode only after
+	// the backlog's last transaction was handed over.
+	ReadAhead int64
+	Logger    *slog.Logger
 	// OnConfirm, if set, is called with each confirmed position (metrics).
 	OnConfirm func(lsn uint64)
 }
@@ -150,6 +160,9 @@ type Stream struct {
 func New(opts Options, h Handler) *Stream {
 	if opts.StatusInterval <= 0 {
 		opts.StatusInterval = time.Second
+	}
+	if opts.ReadAhead <= 0 {
+		opts.ReadAhead = 8 << 20
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -230,9 +243,46 @@ func (s *Stream) session(ctx context.Context, handled *uint64) error {
 		rels    = map[uint32]*Relation{}
 		dec     decoder
 		txn     *Txn
-		lastEnd = *handled // end of the last transaction handed over or skipped
+		lastEnd = *handled // end of the last transaction decoded
 		walEnd  uint64     // server position from the last keepalive
 	)
+
+	// Transactions go to the handler through the read-ahead, in its own
+	// goroutine, which owns *handled until it returns. The session waits
+	// for it: the next session must not start while it still hands over.
+	ra := newReadAhead(s.opts.ReadAhead)
+	hctx, stopHandler := context.WithCancel(ctx)
+	handlerDone := make(chan error, 1)
+	go func() {
+		err := s.handle(hctx, ra, handled)
+		if err != nil {
+			// Wake the receive below at once rather than at its deadline.
+			_ = conn.Conn().SetReadDeadline(time.Unix(1, 0))
+		}
+		handlerDone <- err
+	}()
+	handlerErr := func() error {
+		select {
+		case err := <-handlerDone:
+			handlerDone <- err // for the deferred wait
+			if err == nil {
+				err = errors.New("handler stopped")
+			}
+			return err
+		default:
+			return nil
+		}
+	}
+	defer func() {
+		// Ended by ctx: the handler stops with it. Ended otherwise: what is
+		// read ahead is still handed over, so a reconnect does not redo it.
+		ra.close()
+		err := <-handlerDone
+		stopHandler()
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("handing over transactions read ahead failed", "err", err)
+		}
+	}()
 	sendStatus := func() error {
 		durable := s.handler.Durable()
 		flush := durable
@@ -281,28 +331,65 @@ func (s *Stream) session(ctx context.Context, handled *uint64) error {
 	// session loop reconnects once the handler is ready.
 	var stalledSince time.Time
 	lastDurable := s.handler.Durable()
+	// tick is due once per status interval: report, and give up on a
+	// handler that records nothing. stop: the session is over (ctx).
+	tick := func(now time.Time) (stop bool, err error) {
+		if err := sendStatus(); err != nil {
+			return false, err
+		}
+		if err := arm(); err != nil {
+			return false, err
+		}
+		if ctx.Err() != nil {
+			return true, nil // ended before arm: its deadline replaced the cut
+		}
+		switch d := s.handler.Durable(); {
+		case d >= lastEnd || d != lastDurable:
+			stalledSince, lastDurable = time.Time{}, d
+		case stalledSince.IsZero():
+			stalledSince = now
+		case now.Sub(stalledSince) > stallGrace && !ready(ctx, s.handler):
+			return false, fmt.Errorf("%w: nothing recorded for %s", errStalled, now.Sub(stalledSince).Round(time.Second))
+		}
+		return false, nil
+	}
+	wait := time.NewTimer(time.Hour)
+	defer wait.Stop()
+	// enqueue hands t to the handler, first waiting while the read-ahead
+	// is full; status updates and stall checks go on meanwhile.
+	enqueue := func(t *Txn) (stop bool, err error) {
+		for !ra.fits(t) {
+			wait.Reset(time.Until(at))
+			select {
+			case <-ra.room:
+			case <-wait.C:
+				if stop, err := tick(time.Now()); stop || err != nil {
+					return stop, err
+				}
+			case <-done:
+				return true, nil
+			case err := <-handlerDone:
+				handlerDone <- err
+				return false, handlerErr()
+			}
+		}
+		ra.push(t)
+		return false, nil
+	}
 	for {
+		if err := handlerErr(); err != nil {
+			return err
+		}
 		if now := time.Now(); now.After(at) {
-			if err := sendStatus(); err != nil {
+			if stop, err := tick(now); stop || err != nil {
 				return err
-			}
-			if err := arm(); err != nil {
-				return err
-			}
-			if ctx.Err() != nil {
-				return nil // ended before arm: its deadline replaced the cut
-			}
-			switch d := s.handler.Durable(); {
-			case d >= lastEnd || d != lastDurable:
-				stalledSince, lastDurable = time.Time{}, d
-			case stalledSince.IsZero():
-				stalledSince = now
-			case now.Sub(stalledSince) > stallGrace && !ready(ctx, s.handler):
-				return fmt.Errorf("%w: nothing recorded for %s", errStalled, now.Sub(stalledSince).Round(time.Second))
 			}
 		}
 		raw, err := conn.ReceiveMessage(context.Background())
 		if err != nil {
+			if err := handlerErr(); err != nil {
+				return err
+			}
 			if pgconn.Timeout(err) && ctx.Err() == nil {
 				continue
 			}
@@ -367,16 +454,78 @@ func (s *Stream) session(ctx context.Context, handled *uint64) error {
 				continue
 			}
 			lastEnd = max(lastEnd, done.EndLSN)
-			if done.EndLSN <= *handled {
-				continue // streamed again after a reconnect: already handed over
+			if stop, err := enqueue(done); stop || err != nil {
+				return err
 			}
-			if err := s.handler.HandleTxn(ctx, done); err != nil {
-				return fmt.Errorf("handle transaction %d: %w", done.Xid, err)
-			}
-			*handled = done.EndLSN
 		}
 	}
 }
+
+// handle hands the transactions read ahead to the handler, in order, until
+// the read-ahead is closed and empty, ctx ends or the handler fails.
+// *handled is the end of the last one handed over.
+func (s *Stream) handle(ctx context.Context, ra *readAhead, handled *uint64) error {
+	for {
+		var t *Txn
+		select {
+		case t = <-ra.q:
+		case <-ctx.Done():
+			return nil
+		}
+		if t == nil {
+			return nil // closed, and everything before handed over
+		}
+		if t.EndLSN > *handled { // not streamed again after a reconnect
+			if err := s.handler.HandleTxn(ctx, t); err != nil {
+				return fmt.Errorf("handle transaction %d: %w", t.Xid, err)
+			}
+			*handled = t.EndLSN
+		}
+		ra.pop(t)
+	}
+}
+
+// readAhead is the queue of decoded transactions between a session's
+// receiving loop and its handler, bounded by the memory of their rows. A
+// transaction counts as at least minTxnBytes, which bounds the queue's
+// length too; one transaction larger than the whole bound still passes
+// when the queue is empty.
+type readAhead struct {
+	limit int64
+	bytes atomic.Int64
+	q     chan *Txn
+	room  chan struct{} // a transaction left the queue
+}
+
+const minTxnBytes = 512
+
+func newReadAhead(limit int64) *readAhead {
+	return &readAhead{limit: limit, q: make(chan *Txn, limit/minTxnBytes+1), room: make(chan struct{}, 1)}
+}
+
+func txnBytes(t *Txn) int64 { return max(t.size, minTxnBytes) }
+
+func (ra *readAhead) fits(t *Txn) bool {
+	b := ra.bytes.Load()
+	return b == 0 || b+txnBytes(t) <= ra.limit
+}
+
+// push queues t; the caller checked fits, so the channel has room.
+func (ra *readAhead) push(t *Txn) {
+	ra.bytes.Add(txnBytes(t))
+	ra.q <- t
+}
+
+func (ra *readAhead) pop(t *Txn) {
+	ra.bytes.Add(-txnBytes(t))
+	select {
+	case ra.room <- struct{}{}:
+	default:
+	}
+}
+
+// close tells the handler that nothing follows what is queued.
+func (ra *readAhead) close() { close(ra.q) }
 
 // decode applies one pgoutput message; it returns the transaction when the
 // message was its commit. data is only valid until the next receive: what
@@ -439,6 +588,8 @@ func addRow(txn *Txn, rels map[uint32]*Relation, op Op, relID uint32, tuple *tup
 		return fmt.Errorf("row change for unknown relation %d", relID)
 	}
 	txn.Changes = append(txn.Changes, Change{Op: op, Rel: rel, Values: tuple.values(data, &txn.slab)})
+	// The copy of the row, and about what the Change and its values take.
+	txn.size += int64(tuple.end-tuple.start) + int64(unsafe.Sizeof(Change{})) + int64(len(tuple.cols))*int64(unsafe.Sizeof([]byte(nil)))
 	return nil
 }
 

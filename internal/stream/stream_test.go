@@ -596,3 +596,68 @@ func TestRunReturnsPromptlyWhenCancelledBetweenStatusUpdates(t *testing.T) {
 		t.Fatalf("Run took %s to return after cancel; the status interval is an hour", took)
 	}
 }
+
+// TestReadsAheadWhileTheHandlerIsBusy: while the handler works on one
+// transaction, the stream goes on receiving the next ones up to its
+// read-ahead bound (so the server decodes on), and stops reading at the
+// bound; everything is still handed over once, in commit order.
+func TestReadsAheadWhileTheHandlerIsBusy(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name      string
+		readAhead int64
+		ahead     bool
+	}{
+		{"within its bound it reads on", 1 << 20, true},
+		{"at its bound it stops reading", 1, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			h := newHandler()
+			h.autoDurable = true
+			release := make(chan struct{})
+			var releaseOnce sync.Once
+			let := func() { releaseOnce.Do(func() { close(release) }) }
+			h.fail = func(*Txn) error { <-release; return nil }
+			s, _ := b.run(t, h, 0, Options{ReadAhead: tt.readAhead})
+			t.Cleanup(let) // before the stream is stopped: a held handler would hold it
+
+			// before[i]: the WAL position before transaction i was made.
+			var before [5]uint64
+			for i := range before {
+				var lsn string
+				if err := b.conn.QueryRow(context.Background(), `SELECT pg_current_wal_lsn()::text`).Scan(&lsn); err != nil {
+					t.Fatal(err)
+				}
+				before[i] = parseLSN(t, lsn)
+				b.insert(t, fmt.Sprintf("t.%d", i))
+			}
+			h.next(t) // the first, which the handler now holds
+			if tt.ahead {
+				deadline := time.Now().Add(waitFor)
+				for s.Status().Received <= before[4] {
+					if time.Now().After(deadline) {
+						t.Fatalf("received up to %s while the handler was busy; the last transaction starts after %s",
+							pglogrepl.LSN(s.Status().Received), pglogrepl.LSN(before[4]))
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			} else {
+				// Not reading on can only be seen over a while: ten status
+				// intervals, in which the other case reads all five.
+				time.Sleep(10 * 20 * time.Millisecond)
+				if got := s.Status().Received; got > before[2] {
+					t.Fatalf("received up to %s with a full read-ahead; the second transaction ends at %s",
+						pglogrepl.LSN(got), pglogrepl.LSN(before[2]))
+				}
+			}
+			let()
+			for i := 1; i < len(before); i++ {
+				if got := string(valueOf(t, h.next(t).Changes[0], "event_type")); got != fmt.Sprintf("t.%d", i) {
+					t.Fatalf("transaction %d handed over as %q", i, got)
+				}
+			}
+		})
+	}
+}
