@@ -114,9 +114,9 @@ type Txn struct {
 
 // Handler consumes transactions.
 type Handler interface {
-	// HandleTxn takes one committed transaction; it must not block for long
-	// (keepalives are answered on the same goroutine). An error makes the
-	// stream disconnect, call Ready, and reconnect.
+	// HandleTxn takes one committed transaction, in commit order, on a
+	// goroutine of its own: Durable and Ready may be called meanwhile. An
+	// error makes the stream disconnect, call Ready, and reconnect.
 	HandleTxn(ctx context.Context, txn *Txn) error
 	// Durable is the highest end LSN up to which everything handed over is
 	// durably recorded.
@@ -215,7 +215,7 @@ func (s *Stream) Run(ctx context.Context, resumeAfter uint64) error {
 	}
 }
 
-func (s *Stream) session(ctx context.Context, handled *uint64) error {
+func (s *Stream) session(ctx context.Context, handled *uint64) (err error) {
 	cfg, err := pgconn.ParseConfig(s.opts.DSN)
 	if err != nil {
 		return fmt.Errorf("parse dsn: %w", err)
@@ -252,14 +252,16 @@ func (s *Stream) session(ctx context.Context, handled *uint64) error {
 	// for it: the next session must not start while it still hands over.
 	ra := newReadAhead(s.opts.ReadAhead)
 	hctx, stopHandler := context.WithCancel(ctx)
+	quit := make(chan struct{})
 	handlerDone := make(chan error, 1)
 	go func() {
-		err := s.handle(hctx, ra, handled)
+		err := s.handle(hctx, ra, quit, handled)
+		handlerDone <- err
 		if err != nil {
-			// Wake the receive below at once rather than at its deadline.
+			// Wake the receive below at once rather than at its deadline
+			// (after the send: the receive checks for it when woken).
 			_ = conn.Conn().SetReadDeadline(time.Unix(1, 0))
 		}
-		handlerDone <- err
 	}()
 	handlerErr := func() error {
 		select {
@@ -274,13 +276,16 @@ func (s *Stream) session(ctx context.Context, handled *uint64) error {
 		}
 	}
 	defer func() {
-		// Ended by ctx: the handler stops with it. Ended otherwise: what is
-		// read ahead is still handed over, so a reconnect does not redo it.
-		ra.close()
-		err := <-handlerDone
+		// The handler finishes the transaction it has (as HandleTxn did when
+		// it ran in this loop) and takes no other: what was read ahead is
+		// streamed again after a reconnect. The connection goes first, so a
+		// server shutting down is not held while the handler finishes.
+		close(quit)
+		_ = conn.Close(context.WithoutCancel(ctx))
+		herr := <-handlerDone
 		stopHandler()
-		if err != nil && ctx.Err() == nil {
-			s.log.Warn("handing over transactions read ahead failed", "err", err)
+		if herr != nil && ctx.Err() == nil && !errors.Is(err, herr) {
+			s.log.Warn("handing over a transaction failed as the stream stopped", "err", herr)
 		}
 	}()
 	sendStatus := func() error {
@@ -348,7 +353,8 @@ func (s *Stream) session(ctx context.Context, handled *uint64) error {
 			stalledSince, lastDurable = time.Time{}, d
 		case stalledSince.IsZero():
 			stalledSince = now
-		case now.Sub(stalledSince) > stallGrace && !ready(ctx, s.handler):
+		case now.Sub(stalledSince) > stallGrace && !ready(ctx, s.handler),
+			now.Sub(stalledSince) > maxStall: // ready, but stuck: do not keep the server waiting
 			return false, fmt.Errorf("%w: nothing recorded for %s", errStalled, now.Sub(stalledSince).Round(time.Second))
 		}
 		return false, nil
@@ -377,13 +383,14 @@ func (s *Stream) session(ctx context.Context, handled *uint64) error {
 		return false, nil
 	}
 	for {
-		if err := handlerErr(); err != nil {
-			return err
-		}
 		if now := time.Now(); now.After(at) {
 			if stop, err := tick(now); stop || err != nil {
 				return err
 			}
+		}
+		// After tick: its new deadline may have replaced the handler's cut.
+		if err := handlerErr(); err != nil {
+			return err
 		}
 		raw, err := conn.ReceiveMessage(context.Background())
 		if err != nil {
@@ -462,18 +469,24 @@ func (s *Stream) session(ctx context.Context, handled *uint64) error {
 }
 
 // handle hands the transactions read ahead to the handler, in order, until
-// the read-ahead is closed and empty, ctx ends or the handler fails.
-// *handled is the end of the last one handed over.
-func (s *Stream) handle(ctx context.Context, ra *readAhead, handled *uint64) error {
+// quit is closed, ctx ends or the handler fails. *handled is the end of the
+// last one handed over.
+func (s *Stream) handle(ctx context.Context, ra *readAhead, quit <-chan struct{}, handled *uint64) error {
 	for {
+		select { // first: a queued transaction must not win over the end
+		case <-quit:
+			return nil
+		case <-ctx.Done():
+			return nil
+		default:
+		}
 		var t *Txn
 		select {
 		case t = <-ra.q:
+		case <-quit:
+			return nil
 		case <-ctx.Done():
 			return nil
-		}
-		if t == nil {
-			return nil // closed, and everything before handed over
 		}
 		if t.EndLSN > *handled { // not streamed again after a reconnect
 			if err := s.handler.HandleTxn(ctx, t); err != nil {
@@ -486,9 +499,8 @@ func (s *Stream) handle(ctx context.Context, ra *readAhead, handled *uint64) err
 }
 
 // readAhead is the queue of decoded transactions between a session's
-// receiving loop and its handler, bounded by the memory of their rows. A
-// transaction counts as at least minTxnBytes, which bounds the queue's
-// length too; one transaction larger than the whole bound still passes
+// receiving loop and its handler, bounded by about the memory they take and
+// by a length. One transaction larger than the whole bound still passes
 // when the queue is empty.
 type readAhead struct {
 	limit int64
@@ -499,18 +511,25 @@ type readAhead struct {
 
 const minTxnBytes = 512
 
+// maxReadAheadTxns bounds the queue's length (and its channel's size).
+const maxReadAheadTxns = 1 << 16
+
 func newReadAhead(limit int64) *readAhead {
-	return &readAhead{limit: limit, q: make(chan *Txn, limit/minTxnBytes+1), room: make(chan struct{}, 1)}
+	return &readAhead{limit: limit, q: make(chan *Txn, min(limit/minTxnBytes+1, maxReadAheadTxns)), room: make(chan struct{}, 1)}
 }
 
 func txnBytes(t *Txn) int64 { return max(t.size, minTxnBytes) }
 
 func (ra *readAhead) fits(t *Txn) bool {
+	if len(ra.q) == cap(ra.q) {
+		return false
+	}
 	b := ra.bytes.Load()
 	return b == 0 || b+txnBytes(t) <= ra.limit
 }
 
-// push queues t; the caller checked fits, so the channel has room.
+// push queues t; the caller checked fits, so the channel has room (only
+// the caller adds to it).
 func (ra *readAhead) push(t *Txn) {
 	ra.bytes.Add(txnBytes(t))
 	ra.q <- t
@@ -523,9 +542,6 @@ func (ra *readAhead) pop(t *Txn) {
 	default:
 	}
 }
-
-// close tells the handler that nothing follows what is queued.
-func (ra *readAhead) close() { close(ra.q) }
 
 // decode applies one pgoutput message; it returns the transaction when the
 // message was its commit. data is only valid until the next receive: what
@@ -549,7 +565,7 @@ func (s *Stream) decode(dec *decoder, data []byte, rels map[uint32]*Relation, tx
 		if *txn != nil {
 			return nil, fmt.Errorf("begin of transaction %d inside transaction %d", m.xid, (*txn).Xid)
 		}
-		*txn = &Txn{Xid: m.xid, CommitTime: m.commitTime(), BeginAt: time.Now()}
+		*txn = &Txn{Xid: m.xid, CommitTime: m.commitTime(), BeginAt: time.Now(), size: int64(unsafe.Sizeof(Txn{}))}
 	case msgCommit:
 		t := *txn
 		if t == nil {
@@ -572,11 +588,19 @@ func (s *Stream) decode(dec *decoder, data []byte, rels map[uint32]*Relation, tx
 			// the transaction's next message overwrites.
 			c := Change{Op: Message, Prefix: string(m.name), Content: append([]byte{}, m.content...)}
 			(*txn).Changes = append((*txn).Changes, c)
+			(*txn).size += int64(len(c.Prefix)+len(c.Content)) + rowOverhead(0)
 		}
 	}
 	// Origin, Type and Truncate carry nothing walhook uses (the
 	// publications do not publish truncate).
 	return nil, nil
+}
+
+// rowOverhead is about the memory a row takes besides its copied bytes: its
+// Change and its values, counted twice for the spare room of the slices
+// that hold them.
+func rowOverhead(columns int) int64 {
+	return 2 * (int64(unsafe.Sizeof(Change{})) + int64(columns)*int64(unsafe.Sizeof([]byte(nil))))
 }
 
 func addRow(txn *Txn, rels map[uint32]*Relation, op Op, relID uint32, tuple *tuple, data []byte) error {
@@ -588,8 +612,7 @@ func addRow(txn *Txn, rels map[uint32]*Relation, op Op, relID uint32, tuple *tup
 		return fmt.Errorf("row change for unknown relation %d", relID)
 	}
 	txn.Changes = append(txn.Changes, Change{Op: op, Rel: rel, Values: tuple.values(data, &txn.slab)})
-	// The copy of the row, and about what the Change and its values take.
-	txn.size += int64(tuple.end-tuple.start) + int64(unsafe.Sizeof(Change{})) + int64(len(tuple.cols))*int64(unsafe.Sizeof([]byte(nil)))
+	txn.size += int64(tuple.end-tuple.start) + rowOverhead(len(tuple.cols))
 	return nil
 }
 
@@ -616,6 +639,10 @@ func sendStandbyStatus(conn *pgconn.PgConn, write, flush uint64, now time.Time) 
 // stallGrace is how long transactions may wait unrecorded, with the handler
 // not ready, before the stream lets go of the server.
 const stallGrace = 2 * time.Second
+
+// maxStall is how long transactions may wait unrecorded even with a handler
+// that says it is ready: longer, and the handler is stuck.
+const maxStall = 2 * time.Minute
 
 var errStalled = errors.New("handler cannot record; disconnecting so the server is not held")
 

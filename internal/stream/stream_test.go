@@ -661,3 +661,39 @@ func TestReadsAheadWhileTheHandlerIsBusy(t *testing.T) {
 		})
 	}
 }
+
+func TestReadAheadBounds(t *testing.T) {
+	small := func() *Txn { return &Txn{size: 100} } // counts as minTxnBytes
+	ra := newReadAhead(3 * minTxnBytes)
+	for i := range 3 {
+		if !ra.fits(small()) {
+			t.Fatalf("transaction %d does not fit under the bound", i+1)
+		}
+		ra.push(small())
+	}
+	if ra.fits(small()) {
+		t.Fatal("a fourth transaction fits past the bound")
+	}
+	popped := <-ra.q
+	ra.pop(popped)
+	select {
+	case <-ra.room:
+	default:
+		t.Fatal("taking a transaction does not signal room")
+	}
+	if !ra.fits(small()) {
+		t.Fatal("no room after one was taken")
+	}
+	for len(ra.q) > 0 {
+		ra.pop(<-ra.q)
+	}
+	if huge := (&Txn{size: 10 * minTxnBytes}); !ra.fits(huge) {
+		t.Fatal("a transaction larger than the bound does not pass an empty queue")
+	} else if ra.push(huge); ra.fits(small()) {
+		t.Fatal("something fits behind a transaction larger than the bound")
+	}
+
+	if got := cap(newReadAhead(1 << 30).q); got != maxReadAheadTxns {
+		t.Fatalf("a 1 GiB read-ahead has room for %d transactions, want %d", got, maxReadAheadTxns)
+	}
+}
