@@ -43,15 +43,7 @@ func TestRunTiny(t *testing.T) {
 	var progress bytes.Buffer
 	cfg.Progress = &syncWriter{t: t, buf: &progress}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	rep, err := Run(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var text bytes.Buffer
-	rep.WriteText(&text)
-	t.Logf("report:\n%s", text.String())
+	rep, _ := runTiny(t, cfg)
 
 	if !rep.Complete || rep.Missing != nil {
 		t.Fatalf("incomplete: %+v", rep.Missing)
@@ -143,15 +135,7 @@ func TestRunTinyCatchup(t *testing.T) {
 	cfg.PGSettings = map[string]string{"fsync": "off"}
 	cfg.Progress = logWriter{t}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	rep, err := Run(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var text bytes.Buffer
-	rep.WriteText(&text)
-	t.Logf("report:\n%s", text.String())
+	rep, text := runTiny(t, cfg)
 	if !rep.Complete || rep.Deliveries != 300 {
 		t.Fatalf("complete %v with %d deliveries (missing %+v); want all 300", rep.Complete, rep.Deliveries, rep.Missing)
 	}
@@ -165,6 +149,21 @@ func TestRunTinyCatchup(t *testing.T) {
 	if !strings.Contains(text.String(), "after the backlog, 2000 events at 1000/s") {
 		t.Error("the text report does not show the latency after the backlog")
 	}
+}
+
+// runTiny runs the harness in a test and logs its text report.
+func runTiny(t *testing.T, cfg Config) (*Report, *bytes.Buffer) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	rep.WriteText(&text)
+	t.Logf("report:\n%s", text.String())
+	return rep, &text
 }
 
 // syncWriter keeps progress lines and logs them; Run writes from one
