@@ -73,7 +73,7 @@ func run() int {
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the harness itself (producer, receivers) to this file")
-	fs.StringVar(&cfg.WalhookProfile, "walhook-profile", "", "write a CPU profile of walhook, taken during the measured phase, to this file (and its allocations to FILE.allocs)")
+	fs.StringVar(&cfg.WalhookProfile, "walhook-profile", "", "write a CPU profile of walhook, taken during the measured phase (catch-up: the events after the backlog), to this file (and its allocations to FILE.allocs)")
 	fs.IntVar(&cfg.ProfileSeconds, "profile-seconds", 5, "length of the walhook profile")
 	_ = fs.Parse(os.Args[1:])
 	if fs.NArg() > 0 {

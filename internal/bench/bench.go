@@ -646,6 +646,13 @@ func (r *run) measure(ctx context.Context, prod *producer, warm *production) (*m
 			r.progress("%v", err)
 			m.walToDecode = -1
 		}
+		// A catch-up's profile covers the events after the backlog.
+		profiled := r.profileWalhook(ctx)
+		defer func() {
+			if perr := <-profiled; perr != nil {
+				r.progress("walhook profile: %v", perr)
+			}
+		}()
 		if m.tail, err = r.afterBacklog(ctx, m.prod.next); err != nil {
 			r.progress("%v", err)
 			return m, nil
