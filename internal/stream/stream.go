@@ -253,24 +253,24 @@ func (s *Stream) session(ctx context.Context, handled *uint64) (err error) {
 	ra := newReadAhead(s.opts.ReadAhead)
 	hctx, stopHandler := context.WithCancel(ctx)
 	quit := make(chan struct{})
-	handlerDone := make(chan error, 1)
+	handlerDone := make(chan struct{}) // closed once herr is set
+	var herr error
 	go func() {
-		err := s.handle(hctx, ra, quit, handled)
-		handlerDone <- err
-		if err != nil {
+		herr = s.handle(hctx, ra, quit, handled)
+		close(handlerDone)
+		if herr != nil {
 			// Wake the receive below at once rather than at its deadline
-			// (after the send: the receive checks for it when woken).
+			// (after the close: the receive checks for it when woken).
 			_ = conn.Conn().SetReadDeadline(time.Unix(1, 0))
 		}
 	}()
 	handlerErr := func() error {
 		select {
-		case err := <-handlerDone:
-			handlerDone <- err // for the deferred wait
-			if err == nil {
-				err = errors.New("handler stopped")
+		case <-handlerDone:
+			if herr == nil {
+				return errors.New("handler stopped")
 			}
-			return err
+			return herr
 		default:
 			return nil
 		}
@@ -282,7 +282,7 @@ func (s *Stream) session(ctx context.Context, handled *uint64) (err error) {
 		// server shutting down is not held while the handler finishes.
 		close(quit)
 		_ = conn.Close(context.WithoutCancel(ctx))
-		herr := <-handlerDone
+		<-handlerDone
 		stopHandler()
 		if herr != nil && ctx.Err() == nil && !errors.Is(err, herr) {
 			s.log.Warn("handing over a transaction failed as the stream stopped", "err", herr)
@@ -374,8 +374,7 @@ func (s *Stream) session(ctx context.Context, handled *uint64) (err error) {
 				}
 			case <-done:
 				return true, nil
-			case err := <-handlerDone:
-				handlerDone <- err
+			case <-handlerDone:
 				return false, handlerErr()
 			}
 		}
