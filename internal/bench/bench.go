@@ -694,26 +694,59 @@ func (r *run) afterBacklog(ctx context.Context, first int64) (*production, error
 
 // tailReport measures the events committed after a catch-up's backlog,
 // seqs first onwards, on their own.
-func (r *run) tailReport(tail *production, first int64) *AfterBacklog {
-	ab := &AfterBacklog{Events: tail.events, Rate: tailRate, AchievedRate: tail.rate()}
-	commits := commitTimes(first, tail.next, tail)
-	var lat []int64
-	for _, rc := range r.answering() {
-		hits, _ := rc.hits()
+func tailReport(tail *production, first int64, hits []map[int64]hit) *AfterBacklog {
+	got := seenRange(first, tail, hits)
+	return &AfterBacklog{Events: tail.events, Rate: tailRate, AchievedRate: tail.rate(),
+		Latency: latency(got.lat), Missing: got.missing.Deliveries}
+}
+
+// rangeSeen is what the answering receivers saw of a range of events.
+type rangeSeen struct {
+	lat, latOK           []int64 // per delivery: COMMIT to first request, to the 2xx
+	deliveries, requests int64
+	lastOK               int64 // the last 2xx, on the run's clock
+	missing              Missing
+}
+
+// seenRange collects, from each answering receiver's hits, the deliveries
+// of the events prod committed from seq first on.
+func seenRange(first int64, prod *production, hits []map[int64]hit) rangeSeen {
+	var s rangeSeen
+	commits := commitTimes(first, prod.next, prod)
+	for i, byseq := range hits {
+		em := EndpointMissing{Endpoint: i}
 		for off, commit := range commits {
 			if commit < 0 {
 				continue
 			}
-			h, ok := hits[first+int64(off)]
+			seq := first + int64(off)
+			h, ok := byseq[seq]
+			if ok {
+				s.requests += int64(h.requests)
+			}
 			if !ok || h.okAt == 0 {
-				ab.Missing++
+				em.Missing++
+				if ok {
+					em.FailedOnly++
+				}
+				if len(em.Sample) < 5 {
+					em.Sample = append(em.Sample, seq)
+				}
 				continue
 			}
-			lat = append(lat, max(0, h.firstAt-commit))
+			s.deliveries++
+			// A request can be read before the producer's Exec has
+			// returned; that is zero latency, not negative.
+			s.lat = append(s.lat, max(0, h.firstAt-commit))
+			s.latOK = append(s.latOK, max(0, h.okAt-commit))
+			s.lastOK = max(s.lastOK, h.okAt)
+		}
+		if em.Missing > 0 {
+			s.missing.Deliveries += em.Missing
+			s.missing.PerEndpoint = append(s.missing.PerEndpoint, em)
 		}
 	}
-	ab.Latency = latency(lat)
-	return ab
+	return s
 }
 
 // report turns the measurement into numbers.
@@ -726,46 +759,17 @@ func (r *run) report(m *measurement, warm *production, producerAlone float64, ra
 		WarmupEvents:       warm.events,
 		ExpectedDeliveries: m.prod.events * int64(active),
 	}
-	first := warm.next
-	commits := commitTimes(first, m.prod.next, m.prod)
-	var lat, latOK []int64
-	end := m.windowStart
-	missing := &Missing{}
-	for i, rc := range r.answering() {
-		hits, counts := rc.hits()
+	var hits []map[int64]hit
+	for _, rc := range r.answering() {
+		h, counts := rc.hits()
+		hits = append(hits, h)
 		rep.Receivers.add(counts)
-		em := EndpointMissing{Endpoint: i}
-		for off, commit := range commits {
-			if commit < 0 {
-				continue
-			}
-			seq := first + int64(off)
-			h, ok := hits[seq]
-			if ok {
-				rep.Requests += int64(h.requests)
-			}
-			if !ok || h.okAt == 0 {
-				em.Missing++
-				if ok {
-					em.FailedOnly++
-				}
-				if len(em.Sample) < 5 {
-					em.Sample = append(em.Sample, seq)
-				}
-				continue
-			}
-			rep.Deliveries++
-			// A request can be read before the producer's Exec has
-			// returned; that is zero latency, not negative.
-			lat = append(lat, max(0, h.firstAt-commit))
-			latOK = append(latOK, max(0, h.okAt-commit))
-			end = max(end, h.okAt)
-		}
-		if em.Missing > 0 {
-			missing.Deliveries += em.Missing
-			missing.PerEndpoint = append(missing.PerEndpoint, em)
-		}
 	}
+	got := seenRange(warm.next, m.prod, hits)
+	lat, latOK := got.lat, got.latOK
+	rep.Deliveries, rep.Requests = got.deliveries, got.requests
+	end := max(m.windowStart, got.lastOK)
+	missing := &got.missing
 	for _, rc := range r.rcv[active:] {
 		rep.HangRequests += rc.requestCount()
 	}
@@ -773,7 +777,7 @@ func (r *run) report(m *measurement, warm *production, producerAlone float64, ra
 	// the events after a backlog.
 	mainComplete := m.complete && missing.Deliveries == 0
 	if m.tail != nil {
-		rep.AfterBacklog = r.tailReport(m.tail, m.prod.next)
+		rep.AfterBacklog = tailReport(m.tail, m.prod.next, hits)
 		rep.AfterBacklog.WALToDecodeBytes = m.walToDecode
 		missing.Deliveries += rep.AfterBacklog.Missing
 		missing.AfterBacklog = rep.AfterBacklog.Missing
