@@ -83,6 +83,9 @@ type Config struct {
 
 	// Verify checks every request's Standard Webhooks signature.
 	Verify bool
+	// Server is the receivers' HTTP server: ServerLean (the default) or
+	// ServerNetHTTP.
+	Server string
 	// Keep leaves the temporary directory (Postgres data, logs, binary).
 	Keep bool
 	// Repo is the walhook repository; empty finds it from the working
@@ -113,6 +116,7 @@ func DefaultConfig() Config {
 		DrainTimeout:     5 * time.Minute,
 		StallTimeout:     30 * time.Second,
 		Verify:           true,
+		Server:           ServerLean,
 	}
 }
 
@@ -134,6 +138,7 @@ func (c *Config) validate() error {
 	check(c.ReceiverLatency >= 0 && c.Warmup >= 0, "durations must not be negative")
 	check(c.EndpointInflight >= 1, "endpoint-inflight must be at least 1")
 	check(c.RawConcurrency >= 0, "raw-concurrency must not be negative")
+	check(c.Server == ServerLean || c.Server == ServerNetHTTP, "receiver-server must be %q or %q", ServerLean, ServerNetHTTP)
 	check(c.CeilingDuration > 0, "ceiling duration must be positive")
 	check(c.DrainTimeout > 0 && c.StallTimeout > 0, "drain and stall timeouts must be positive")
 	return errors.Join(errs...)
@@ -249,7 +254,8 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 	for i := range cfg.Endpoints {
 		rc, err := newReceiver(receiverOptions{
 			Latency: cfg.ReceiverLatency, FailureRatio: cfg.FailureRatio, Verify: cfg.Verify, Clock: r.clk,
-			Hang: i >= cfg.Endpoints-cfg.HangEndpoints,
+			Server: cfg.Server,
+			Hang:   i >= cfg.Endpoints-cfg.HangEndpoints,
 		})
 		if err != nil {
 			return nil, err
@@ -866,7 +872,7 @@ func (r *run) settingsEcho(pgs map[string]string) Settings {
 		Mode: "events", Events: cfg.Events, Rate: cfg.Rate, Conns: cfg.Conns, RowsPerTxn: cfg.RowsPerTxn,
 		PayloadBytes: cfg.PayloadBytes, Endpoints: cfg.Endpoints, HangEndpoints: cfg.HangEndpoints,
 		ReceiverLatency: cfg.ReceiverLatency.String(), FailureRatio: cfg.FailureRatio, Warmup: cfg.Warmup.String(),
-		EndpointInflight: cfg.EndpointInflight, Walhook: map[string]string{}, Postgres: pgs,
+		EndpointInflight: cfg.EndpointInflight, ReceiverServer: cfg.Server, Walhook: map[string]string{}, Postgres: pgs,
 	}
 	if cfg.Duration > 0 {
 		s.Mode, s.Events, s.Duration = "duration", 0, cfg.Duration.String()

@@ -118,13 +118,15 @@ func TestRunTiny(t *testing.T) {
 
 // TestRunTinyCatchup runs the catch-up scenario small: walhook is stopped
 // while the events are committed, delivers them after its start, and the
-// events committed after the backlog are measured on their own.
+// events committed after the backlog are measured on their own. Its
+// receivers run net/http's server, TestRunTiny's the lean one.
 func TestRunTinyCatchup(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL and builds walhook")
 	}
 	cfg := DefaultConfig()
 	cfg.Catchup = true
+	cfg.Server = ServerNetHTTP
 	cfg.Events = 300
 	cfg.Conns = 2
 	cfg.RowsPerTxn = 10

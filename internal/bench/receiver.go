@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"log"
@@ -34,6 +33,8 @@ type receiverOptions struct {
 	Hang   bool
 	Verify bool
 	Clock  clock
+	// Server is ServerLean or ServerNetHTTP.
+	Server string
 }
 
 // hit is what a receiver knows of one delivery (one webhook-id).
@@ -73,11 +74,11 @@ func (c *receiverCounts) add(o receiverCounts) {
 // so walhook's per-host connection pool is not shared between them.
 type receiver struct {
 	opts receiverOptions
-	srv  *http.Server
 	url  string
+	// closeServer stops the server and its connections.
+	closeServer func()
 	// stop releases handlers that wait (latency, hang) when the run ends.
-	stop   chan struct{}
-	served chan struct{}
+	stop chan struct{}
 
 	// okDistinct counts deliveries answered 2xx, once per event: what the
 	// run waits for.
@@ -102,26 +103,39 @@ func newReceiver(opts receiverOptions) (*receiver, error) {
 		return nil, fmt.Errorf("receiver listen: %w", err)
 	}
 	rc := &receiver{
-		opts:   opts,
-		url:    "http://" + ln.Addr().String() + "/hook",
-		stop:   make(chan struct{}),
-		served: make(chan struct{}),
-		byID:   map[string]int32{},
-		bySeq:  map[int64]int32{},
+		opts:  opts,
+		url:   "http://" + ln.Addr().String() + "/hook",
+		stop:  make(chan struct{}),
+		byID:  map[string]int32{},
+		bySeq: map[int64]int32{},
 	}
 	rc.bodies.New = func() any { return new([]byte) }
-	rc.srv = &http.Server{
-		Handler:           rc,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       5 * time.Minute,
-		// Aborted and timed-out requests are expected here (hanging
-		// endpoints, walhook's timeouts); they are counted, not logged.
-		ErrorLog: log.New(io.Discard, "", 0),
+	switch opts.Server {
+	case ServerLean, "":
+		srv := serveLean(ln, rc)
+		rc.closeServer = srv.close
+	case ServerNetHTTP:
+		srv := &http.Server{
+			Handler:           rc,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       5 * time.Minute,
+			// Aborted and timed-out requests are expected here (hanging
+			// endpoints, walhook's timeouts); they are counted, not logged.
+			ErrorLog: log.New(io.Discard, "", 0),
+		}
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			_ = srv.Serve(ln)
+		}()
+		rc.closeServer = func() {
+			_ = srv.Close()
+			<-served
+		}
+	default:
+		ln.Close()
+		return nil, fmt.Errorf("receiver server %q: want %q or %q", opts.Server, ServerLean, ServerNetHTTP)
 	}
-	go func() {
-		defer close(rc.served)
-		_ = rc.srv.Serve(ln)
-	}()
 	return rc, nil
 }
 
@@ -139,8 +153,7 @@ func (rc *receiver) setSecret(s string) error {
 // close stops the server and every handler still waiting.
 func (rc *receiver) close() {
 	close(rc.stop)
-	_ = rc.srv.Close()
-	<-rc.served
+	rc.closeServer()
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -156,39 +169,45 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the client went away mid-body
 	}
-	if r.Header.Get(rawHeader) != "" {
+	status, wait := rc.handle(r.Header.Get(rawHeader) != "", r.Header, body, at)
+	if !rc.wait(r.Context().Done(), wait) || status == 0 {
+		// Returning would answer 200; abort the connection instead.
+		panic(http.ErrAbortHandler)
+	}
+	w.WriteHeader(status)
+}
+
+// handle books one request read at the time at, whichever server read it,
+// and says how to answer: status after waiting for wait (status 0: never
+// answer, the request is aborted once released; wait < 0: until released).
+// h needs only the signature headers.
+func (rc *receiver) handle(raw bool, h http.Header, body []byte, at int64) (status int, wait time.Duration) {
+	if raw {
 		rc.raw.Add(1)
-		rc.wait(r.Context(), rc.opts.Latency)
-		w.WriteHeader(http.StatusNoContent)
-		return
+		return http.StatusNoContent, rc.opts.Latency
 	}
 	if rc.opts.Hang {
 		rc.mu.Lock()
 		rc.counts.Requests++
 		rc.mu.Unlock()
-		rc.wait(r.Context(), -1)
-		// Returning would answer 200; abort the connection instead.
-		panic(http.ErrAbortHandler)
+		return 0, -1
 	}
-
-	id := r.Header.Get(signature.HeaderID)
+	id := h.Get(signature.HeaderID)
 	seq, parsed := parseSeq(body)
 	fail := rc.opts.FailureRatio > 0 && rand.Float64() < rc.opts.FailureRatio
 	rc.mu.Lock()
 	verifier := rc.verifier
 	rc.record(id, seq, parsed, fail, at)
 	rc.mu.Unlock()
-	if rc.opts.Verify && (verifier == nil || verifier.Verify(r.Header, body, time.Now(), signature.DefaultTolerance) != nil) {
+	if rc.opts.Verify && (verifier == nil || verifier.Verify(h, body, time.Now(), signature.DefaultTolerance) != nil) {
 		rc.mu.Lock()
 		rc.counts.BadSignatures++
 		rc.mu.Unlock()
 	}
-	rc.wait(r.Context(), rc.opts.Latency)
 	if fail {
-		w.WriteHeader(http.StatusInternalServerError)
-		return
+		return http.StatusInternalServerError, rc.opts.Latency
 	}
-	w.WriteHeader(http.StatusNoContent)
+	return http.StatusNoContent, rc.opts.Latency
 }
 
 // record books one webhook request; rc.mu is held.
@@ -224,11 +243,12 @@ func (rc *receiver) record(id string, seq int64, parsed, fail bool, at int64) {
 	}
 }
 
-// wait sleeps for d (d < 0: until released) unless the request or the run
-// ends first; an ended request is aborted rather than answered.
-func (rc *receiver) wait(ctx context.Context, d time.Duration) {
+// wait sleeps for d (d < 0: until released) and reports whether it did, or
+// false when the request (gone) or the run ended first: such a request is
+// aborted rather than answered.
+func (rc *receiver) wait(gone <-chan struct{}, d time.Duration) bool {
 	if d == 0 {
-		return
+		return true
 	}
 	var timeout <-chan time.Time
 	if d > 0 {
@@ -238,11 +258,11 @@ func (rc *receiver) wait(ctx context.Context, d time.Duration) {
 	}
 	select {
 	case <-timeout:
-		return
-	case <-ctx.Done():
+		return true
+	case <-gone:
 	case <-rc.stop:
 	}
-	panic(http.ErrAbortHandler)
+	return false
 }
 
 // hits copies what the receiver saw, by event sequence number.
@@ -254,6 +274,14 @@ func (rc *receiver) hits() (map[int64]hit, receiverCounts) {
 		out[seq] = rc.hitList[i]
 	}
 	return out, rc.counts
+}
+
+// countUnparsable books a request the server could not read.
+func (rc *receiver) countUnparsable() {
+	rc.mu.Lock()
+	rc.counts.Requests++
+	rc.counts.Unparsable++
+	rc.mu.Unlock()
 }
 
 func (rc *receiver) requestCount() int64 {

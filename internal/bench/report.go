@@ -89,6 +89,7 @@ type Settings struct {
 	FailureRatio     float64           `json:"failure_ratio"`
 	Warmup           string            `json:"warmup"`
 	EndpointInflight int               `json:"endpoint_inflight"`
+	ReceiverServer   string            `json:"receiver_server"`
 	Walhook          map[string]string `json:"walhook"`  // settings passed as WALHOOK_* (secrets and addresses left out)
 	Postgres         map[string]string `json:"postgres"` // server settings
 }
@@ -246,8 +247,8 @@ func (r *Report) WriteText(w io.Writer) {
 		what = "for " + s.Duration
 	}
 	p("walhook-bench (%s): %s, rate %s, %d conns × %d rows/txn, payload %d B", s.Mode, what, rate, s.Conns, s.RowsPerTxn, s.PayloadBytes)
-	p("  endpoints %d (%d hanging), receiver latency %s, failure ratio %g, endpoint_inflight %d, warm-up %s",
-		s.Endpoints, s.HangEndpoints, s.ReceiverLatency, s.FailureRatio, s.EndpointInflight, s.Warmup)
+	p("  endpoints %d (%d hanging), receivers on %s, receiver latency %s, failure ratio %g, endpoint_inflight %d, warm-up %s",
+		s.Endpoints, s.HangEndpoints, s.ReceiverServer, s.ReceiverLatency, s.FailureRatio, s.EndpointInflight, s.Warmup)
 	status := "complete"
 	if !r.Complete {
 		status = "INCOMPLETE"
