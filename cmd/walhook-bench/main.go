@@ -68,6 +68,7 @@ func run() int {
 	fs.Var(settingsFlag(cfg.PGSettings), "pg-set", "PostgreSQL setting name=value, repeatable (e.g. -pg-set fsync=off)")
 	fs.BoolVar(&cfg.Verify, "verify", cfg.Verify, "verify every request's signature")
 	fs.StringVar(&cfg.Server, "receiver-server", cfg.Server, `the receivers' HTTP server: "lean" (a minimal HTTP/1.1 server, cheap on a shared machine) or "net/http"`)
+	fs.BoolVar(&cfg.StateServer, "state-server", false, "start a second PostgreSQL for walhook's records (database.state_url), keeping them out of the outbox server's WAL")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the temporary directory (Postgres data, logs, walhook binary)")
 	fs.StringVar(&cfg.Repo, "repo", "", "walhook repository to build (default: found from the working directory)")
 	fs.StringVar(&cfg.WalhookBin, "walhook-bin", "", "run this walhook binary instead of building one")

@@ -80,7 +80,7 @@ func OutboxOf(cfg *config.Config) store.Outbox {
 // Prepare opens the store and makes the database ready: prerequisites,
 // migrations, outbox table, publications and slot.
 func Prepare(ctx context.Context, cfg *config.Config, dsn string, log *slog.Logger) (*store.Store, error) {
-	st, err := store.Open(ctx, dsn, cfg.Database.Schema, cfg.Database.MaxConns)
+	st, err := store.OpenSplit(ctx, dsn, cfg.Database.StateURL, cfg.Database.Schema, cfg.Database.MaxConns)
 	if err != nil {
 		return nil, err
 	}

@@ -86,6 +86,10 @@ type Config struct {
 	// Server is the receivers' HTTP server: ServerLean (the default) or
 	// ServerNetHTTP.
 	Server string
+	// StateServer starts a second Postgres for walhook's records
+	// (database.state_url), so that they stay out of the outbox server's
+	// WAL. Its CPU counts as Postgres'.
+	StateServer bool
 	// Keep leaves the temporary directory (Postgres data, logs, binary).
 	Keep bool
 	// Repo is the walhook repository; empty finds it from the working
@@ -150,7 +154,9 @@ type run struct {
 	clk      clock
 	dir      string
 	dsn      string
+	stateDSN string // empty: walhook's records are in dsn's database
 	pgPID    int
+	statePID int // the state server's postmaster; 0 without one
 	wh       *walhookProc
 	settings map[string]string // walhook's, as keys
 	rcv      []*receiver       // answering endpoints first, hanging ones last
@@ -243,6 +249,11 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 	r.dsn = pg.DSN(benchDB)
 	if r.pgPID, err = postmasterPID(pg.DataDir()); err != nil {
 		return nil, err
+	}
+	if cfg.StateServer {
+		if err := r.startStateServer(ctx, filepath.Join(dir, "state"), pgs); err != nil {
+			return nil, err
+		}
 	}
 
 	r.progress("measuring the producer alone for %s", cfg.CeilingDuration)
@@ -427,6 +438,28 @@ func (r *run) createEndpoints(ctx context.Context, bin string) error {
 	return nil
 }
 
+// startStateServer starts the second Postgres of -state-server in dir.
+func (r *run) startStateServer(ctx context.Context, dir string, settings map[string]string) error {
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return fmt.Errorf("state server directory: %w", err)
+	}
+	r.progress("starting PostgreSQL for walhook's state in %s", dir)
+	pg, stop, err := startPostgres(ctx, dir, settings)
+	if err != nil {
+		return fmt.Errorf("state server: %w", err)
+	}
+	r.cleanups = append(r.cleanups, func() {
+		if err := stop(); err != nil {
+			r.progress("stop the state server: %v", err)
+		}
+	})
+	r.stateDSN = pg.DSN(benchDB)
+	if r.statePID, err = postmasterPID(pg.DataDir()); err != nil {
+		return fmt.Errorf("state server: %w", err)
+	}
+	return nil
+}
+
 // configureWalhook sets walhook up through its environment, as a deployment
 // would.
 func (r *run) configureWalhook(bin string) {
@@ -440,6 +473,9 @@ func (r *run) configureWalhook(bin string) {
 		"log.level":                       "warn",
 		"shutdown_timeout":                "5s",
 		"delivery.endpoint_inflight":      strconv.Itoa(cfg.EndpointInflight),
+	}
+	if r.stateDSN != "" {
+		s["database.state_url"] = r.stateDSN
 	}
 	if cfg.DeliveryTimeout > 0 {
 		s["delivery.timeout"] = cfg.DeliveryTimeout.String()
@@ -557,6 +593,7 @@ type usage struct {
 	at                             int64
 	walhookCPU                     float64
 	pgCPU                          float64
+	stateCPU                       float64 // the state server's, in pgCPU too
 	selfCPU                        float64
 	producerPG                     float64 // Postgres CPU of the producer's backends
 	pgProcs                        map[int]pgProcess
@@ -568,6 +605,10 @@ type usage struct {
 func (r *run) usage(ctx context.Context, prod *producer, withWalhook bool) usage {
 	u := usage{at: r.clk.now(), selfCPU: selfCPU(), producerPG: prod.serverCPU()}
 	u.pgCPU, _ = treeCPU(r.pgPID)
+	if r.statePID != 0 {
+		u.stateCPU, _ = treeCPU(r.statePID)
+		u.pgCPU += u.stateCPU
+	}
 	u.pgProcs = pgProcesses(r.pgPID, prod.pids)
 	u.machBusy, u.machSteal, u.machTotal, _ = machineCPU()
 	if withWalhook && r.wh.running() {
@@ -828,6 +869,9 @@ func (r *run) report(m *measurement, warm *production, producerAlone float64, ra
 	rep.Postgres.ProducerCPUSeconds = a.producerPG - b.producerPG
 	rep.Postgres.WalhookCPUPer1000 = per1000(rep.Postgres.CPUSeconds - rep.Postgres.ProducerCPUSeconds)
 	rep.Postgres.CPUByKind = pgCPUByKind(b.pgProcs, a.pgProcs)
+	if r.statePID != 0 {
+		rep.Postgres.CPUByKind[pgStateServer] = a.stateCPU - b.stateCPU
+	}
 	rep.Machine = MachineStats{
 		CPUs:            runtime.NumCPU(),
 		BusyPercent:     100 * ratio(a.machBusy-b.machBusy, a.machTotal-b.machTotal),
@@ -872,7 +916,7 @@ func (r *run) settingsEcho(pgs map[string]string) Settings {
 		Mode: "events", Events: cfg.Events, Rate: cfg.Rate, Conns: cfg.Conns, RowsPerTxn: cfg.RowsPerTxn,
 		PayloadBytes: cfg.PayloadBytes, Endpoints: cfg.Endpoints, HangEndpoints: cfg.HangEndpoints,
 		ReceiverLatency: cfg.ReceiverLatency.String(), FailureRatio: cfg.FailureRatio, Warmup: cfg.Warmup.String(),
-		EndpointInflight: cfg.EndpointInflight, ReceiverServer: cfg.Server, Walhook: map[string]string{}, Postgres: pgs,
+		EndpointInflight: cfg.EndpointInflight, ReceiverServer: cfg.Server, StateServer: cfg.StateServer, Walhook: map[string]string{}, Postgres: pgs,
 	}
 	if cfg.Duration > 0 {
 		s.Mode, s.Events, s.Duration = "duration", 0, cfg.Duration.String()
@@ -882,7 +926,7 @@ func (r *run) settingsEcho(pgs map[string]string) Settings {
 	}
 	for k, v := range r.settings {
 		switch k {
-		case "database.url", "auth.tokens", "listen", "admin_listen":
+		case "database.url", "database.state_url", "auth.tokens", "listen", "admin_listen":
 		default:
 			s.Walhook[k] = v
 		}

@@ -119,7 +119,8 @@ func TestRunTiny(t *testing.T) {
 // TestRunTinyCatchup runs the catch-up scenario small: walhook is stopped
 // while the events are committed, delivers them after its start, and the
 // events committed after the backlog are measured on their own. Its
-// receivers run net/http's server, TestRunTiny's the lean one.
+// receivers run net/http's server, TestRunTiny's the lean one, and walhook
+// records in a state server of its own.
 func TestRunTinyCatchup(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL and builds walhook")
@@ -127,6 +128,7 @@ func TestRunTinyCatchup(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Catchup = true
 	cfg.Server = ServerNetHTTP
+	cfg.StateServer = true
 	cfg.Events = 300
 	cfg.Conns = 2
 	cfg.RowsPerTxn = 10
@@ -150,6 +152,10 @@ func TestRunTinyCatchup(t *testing.T) {
 	}
 	if !strings.Contains(text.String(), "after the backlog, 2000 events at 1000/s") {
 		t.Error("the text report does not show the latency after the backlog")
+	}
+	if rep.Postgres.CPUByKind[pgStateServer] <= 0 || rep.Postgres.BySchema["walhook"].Inserted != 0 {
+		t.Errorf("state server CPU %v, walhook rows in the outbox's server %+v: want walhook's records on the state server",
+			rep.Postgres.CPUByKind[pgStateServer], rep.Postgres.BySchema["walhook"])
 	}
 }
 

@@ -184,6 +184,8 @@ const (
 	pgBackends   = "walhook's connections"
 	pgProducer   = "producer's connections"
 	pgBackground = "background (checkpointer, writers, autovacuum)"
+	// pgStateServer is the whole second server of -state-server.
+	pgStateServer = "state server"
 )
 
 // pgProcess is one live child of the postmaster.

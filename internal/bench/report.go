@@ -90,6 +90,7 @@ type Settings struct {
 	Warmup           string            `json:"warmup"`
 	EndpointInflight int               `json:"endpoint_inflight"`
 	ReceiverServer   string            `json:"receiver_server"`
+	StateServer      bool              `json:"state_server"`
 	Walhook          map[string]string `json:"walhook"`  // settings passed as WALHOOK_* (secrets and addresses left out)
 	Postgres         map[string]string `json:"postgres"` // server settings
 }
@@ -160,8 +161,9 @@ type PostgresStats struct {
 	ProducerCPUSeconds float64 `json:"producer_cpu_seconds"`
 	WalhookCPUPer1000  float64 `json:"walhook_cpu_seconds_per_1000_deliveries"`
 	// CPUByKind splits CPUSeconds by process: the walsender, walhook's
-	// connections, the producer's, background processes. Processes that
-	// exited during the window are in CPUSeconds only.
+	// connections, the producer's, background processes, and with
+	// -state-server that whole server. Processes that exited during the
+	// window are in CPUSeconds only.
 	CPUByKind           map[string]float64     `json:"cpu_seconds_by_kind"`
 	StatsDeliveries     int64                  `json:"stats_deliveries"`
 	InsertedPerDelivery float64                `json:"rows_inserted_per_delivery"`
@@ -249,6 +251,9 @@ func (r *Report) WriteText(w io.Writer) {
 	p("walhook-bench (%s): %s, rate %s, %d conns × %d rows/txn, payload %d B", s.Mode, what, rate, s.Conns, s.RowsPerTxn, s.PayloadBytes)
 	p("  endpoints %d (%d hanging), receivers on %s, receiver latency %s, failure ratio %g, endpoint_inflight %d, warm-up %s",
 		s.Endpoints, s.HangEndpoints, s.ReceiverServer, s.ReceiverLatency, s.FailureRatio, s.EndpointInflight, s.Warmup)
+	if s.StateServer {
+		p("  walhook's records on a Postgres server of their own (database.state_url)")
+	}
 	status := "complete"
 	if !r.Complete {
 		status = "INCOMPLETE"
@@ -313,8 +318,10 @@ func (r *Report) WriteText(w io.Writer) {
 		pg.CPUSeconds, pg.CPUPer1000, pg.ProducerCPUSeconds, pg.WalhookCPUPer1000)
 	if len(pg.CPUByKind) > 0 && r.Deliveries > 0 {
 		var parts []string
-		for _, kind := range []string{pgBackends, pgWalsender, pgProducer, pgBackground} {
-			parts = append(parts, fmt.Sprintf("%s %.1f", kind, 1e6*pg.CPUByKind[kind]/float64(r.Deliveries)))
+		for _, kind := range []string{pgBackends, pgWalsender, pgProducer, pgBackground, pgStateServer} {
+			if cpu, ok := pg.CPUByKind[kind]; ok || kind != pgStateServer {
+				parts = append(parts, fmt.Sprintf("%s %.1f", kind, 1e6*cpu/float64(r.Deliveries)))
+			}
 		}
 		p("                µs per delivery by process: %s", strings.Join(parts, ", "))
 	}

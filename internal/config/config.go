@@ -53,6 +53,11 @@ type Database struct {
 	URL string `koanf:"url"`
 	// Schema holds walhook's own tables.
 	Schema string `koanf:"schema"`
+	// StateURL, when set, is the Postgres database for what walhook
+	// records per delivery: events, deliveries, attempts, dead letters, the
+	// stream's cursor. Endpoints stay beside the outbox. On another server,
+	// these writes stay out of the WAL the outbox's walsender reads.
+	StateURL string `koanf:"state_url"`
 	// DataDir of the embedded server (only without URL).
 	DataDir  string `koanf:"data_dir"`
 	MaxConns int    `koanf:"max_conns"`
@@ -296,6 +301,12 @@ func (c *Config) Validate() error {
 	}
 	if !identRE.MatchString(c.Database.Schema) {
 		bad("database.schema", "%q is not a plain SQL identifier", c.Database.Schema)
+	}
+	if c.Database.StateURL != "" {
+		u, err := url.Parse(c.Database.StateURL)
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			bad("database.state_url", "must be a postgres:// URL")
+		}
 	}
 	if c.Database.URL == "" && c.Database.DataDir == "" {
 		bad("database.data_dir", "must be set when database.url is empty")

@@ -95,7 +95,7 @@ func (s *Store) PageEndpoints(ctx context.Context, p EndpointPage) ([]*Endpoint,
 	var l listing
 	l.tenant(p.Tenant)
 	l.page(time.Time{}, time.Time{}, p.Before)
-	return queryAll(ctx, s, "list endpoints", l.sql(`SELECT `+endpointColumns+` FROM endpoints`, p.Limit), l.args, scanEndpoint)
+	return queryAll(ctx, s.outbox, "list endpoints", l.sql(`SELECT `+endpointColumns+` FROM endpoints`, p.Limit), l.args, scanEndpoint)
 }
 
 // UpdateEndpoint reads an endpoint under a row lock, lets change modify it
@@ -105,7 +105,7 @@ func (s *Store) PageEndpoints(ctx context.Context, p EndpointPage) ([]*Endpoint,
 // change is returned as it is and nothing is written. The committed change
 // reaches a running walhook through the replication stream.
 func (s *Store) UpdateEndpoint(ctx context.Context, id string, tenant *string, change func(*Endpoint) error) (*Endpoint, error) {
-	tx, err := s.pool.Begin(ctx)
+	tx, err := s.outbox.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("update endpoint %s: %w", id, err)
 	}
@@ -141,7 +141,7 @@ func (s *Store) UpdateEndpoint(ctx context.Context, id string, tenant *string, c
 // DeleteEndpoint deletes an endpoint. Its deliveries and attempts stay as
 // history; unfinished ones fail when they come due ("endpoint deleted").
 func (s *Store) DeleteEndpoint(ctx context.Context, id string, tenant *string) error {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM endpoints WHERE id = $1 AND `+tenantScope("", "$2"), id, tenant)
+	tag, err := s.outbox.Exec(ctx, `DELETE FROM endpoints WHERE id = $1 AND `+tenantScope("", "$2"), id, tenant)
 	if err != nil {
 		return fmt.Errorf("delete endpoint %s: %w", id, err)
 	}
@@ -156,7 +156,7 @@ func (s *Store) DeleteEndpoint(ctx context.Context, id string, tenant *string) e
 // now + overlap (a previous secret still in its overlap is dropped); with
 // overlap 0 the current secret stops signing at once.
 func (s *Store) RotateSecret(ctx context.Context, id string, tenant *string, secret string, overlap time.Duration) (*Endpoint, error) {
-	e, err := scanEndpoint(s.pool.QueryRow(ctx, `UPDATE endpoints SET
+	e, err := scanEndpoint(s.outbox.QueryRow(ctx, `UPDATE endpoints SET
 			previous_secret = CASE WHEN $4::bigint > 0 THEN secret END,
 			previous_secret_expires_at = CASE WHEN $4::bigint > 0 THEN now() + $4::bigint * interval '1 microsecond' END,
 			secret = $3, updated_at = now()
@@ -176,7 +176,7 @@ func (s *Store) RotateSecret(ctx context.Context, id string, tenant *string, sec
 // overlap ends (zero: none). Clearing them is what makes a running walhook
 // reload those endpoints and sign with the current secret alone.
 func (s *Store) ExpirePreviousSecrets(ctx context.Context, now time.Time) (ids []string, next time.Time, err error) {
-	rows, err := s.pool.Query(ctx, `UPDATE endpoints SET previous_secret = NULL, previous_secret_expires_at = NULL
+	rows, err := s.outbox.Query(ctx, `UPDATE endpoints SET previous_secret = NULL, previous_secret_expires_at = NULL
 		WHERE previous_secret IS NOT NULL AND coalesce(previous_secret_expires_at, '-infinity') <= $1 RETURNING id`, now)
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("expire previous secrets: %w", err)
@@ -186,7 +186,7 @@ func (s *Store) ExpirePreviousSecrets(ctx context.Context, now time.Time) (ids [
 		return nil, time.Time{}, fmt.Errorf("expire previous secrets: %w", err)
 	}
 	var nextAt *time.Time
-	if err := s.pool.QueryRow(ctx, `SELECT min(previous_secret_expires_at) FROM endpoints WHERE previous_secret IS NOT NULL`).Scan(&nextAt); err != nil {
+	if err := s.outbox.QueryRow(ctx, `SELECT min(previous_secret_expires_at) FROM endpoints WHERE previous_secret IS NOT NULL`).Scan(&nextAt); err != nil {
 		return ids, time.Time{}, fmt.Errorf("expire previous secrets: next expiry: %w", err)
 	}
 	if nextAt != nil {
@@ -220,7 +220,7 @@ func scanEvent(row pgx.Row, extra ...any) (*Event, error) {
 // ListEvents returns events newest first, without their payloads.
 func (s *Store) ListEvents(ctx context.Context, f EventFilter) ([]*Event, error) {
 	sql, args := eventsQuery(f)
-	return queryAll(ctx, s, "list events", sql, args, func(r pgx.Row) (*Event, error) { return scanEvent(r) })
+	return queryAll(ctx, s.pool, "list events", sql, args, func(r pgx.Row) (*Event, error) { return scanEvent(r) })
 }
 
 func eventsQuery(f EventFilter) (string, []any) {

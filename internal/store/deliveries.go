@@ -48,7 +48,7 @@ type DeliveryFilter struct {
 // ListDeliveries returns deliveries newest first.
 func (s *Store) ListDeliveries(ctx context.Context, f DeliveryFilter) ([]*Delivery, error) {
 	sql, args := deliveriesQuery(f)
-	return queryAll(ctx, s, "list deliveries", sql, args, func(r pgx.Row) (*Delivery, error) { return scanDelivery(r) })
+	return queryAll(ctx, s.pool, "list deliveries", sql, args, func(r pgx.Row) (*Delivery, error) { return scanDelivery(r) })
 }
 
 func deliveriesQuery(f DeliveryFilter) (string, []any) {
@@ -177,7 +177,7 @@ var ErrPending = errors.New("delivery is pending: an attempt is queued or under 
 // RetryDelivery re-queues one delivery for an attempt now, whatever its
 // status (a delivered one is sent again, with the same webhook-id). A
 // finished delivery gets one more attempt. A signal row tells a running
-// walhook in the same transaction.
+// walhook (commitRequeue).
 func (s *Store) RetryDelivery(ctx context.Context, id string, tenant *string) (*Delivery, error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
@@ -207,31 +207,52 @@ func (s *Store) RetryDelivery(ctx context.Context, id string, tenant *string) (*
 	if err != nil {
 		return nil, fmt.Errorf("retry delivery %s: %w", id, err)
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO signals (kind, endpoint_id) VALUES ('requeue', $1)`, d.EndpointID); err != nil {
-		return nil, fmt.Errorf("retry delivery %s: signal: %w", id, err)
-	}
-	if err := tx.Commit(ctx); err != nil {
+	if err := s.commitRequeue(ctx, tx, d.EndpointID); err != nil {
 		return nil, fmt.Errorf("retry delivery %s: %w", id, err)
 	}
 	return d, nil
 }
 
+// commitRequeue commits tx, which made deliveries of endpointID due now, and
+// tells a running walhook through a signal row, which it streams. With one
+// database the row is part of tx. With two it is written once tx has
+// committed, in the outbox's database: the stream then reads the deliveries
+// as tx left them. A crash in between leaves them to the scan of unfinished
+// deliveries at the next start.
+func (s *Store) commitRequeue(ctx context.Context, tx pgx.Tx, endpointID string) error {
+	const signal = `INSERT INTO signals (kind, endpoint_id) VALUES ('requeue', $1)`
+	if !s.split() {
+		if _, err := tx.Exec(ctx, signal, endpointID); err != nil {
+			return fmt.Errorf("signal: %w", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	if s.split() {
+		if _, err := s.outbox.Exec(ctx, signal, endpointID); err != nil {
+			return fmt.Errorf("signal (the change is committed; walhook finds it at its next start): %w", err)
+		}
+	}
+	return nil
+}
+
 // RecoverEndpoint re-queues, for one more attempt each, the failed
 // deliveries of an endpoint created at or after since, and returns how many.
 func (s *Store) RecoverEndpoint(ctx context.Context, endpointID string, tenant *string, since time.Time) (int, error) {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("recover endpoint %s: %w", endpointID, err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
 	var exists bool
-	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM endpoints WHERE id = $1 AND ($2::text IS NULL OR coalesce(tenant_id, '') = $2))`,
+	if err := s.outbox.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM endpoints WHERE id = $1 AND ($2::text IS NULL OR coalesce(tenant_id, '') = $2))`,
 		endpointID, tenant).Scan(&exists); err != nil {
 		return 0, fmt.Errorf("recover endpoint %s: %w", endpointID, err)
 	}
 	if !exists {
 		return 0, ErrNotFound
 	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("recover endpoint %s: %w", endpointID, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
 	// Failed deliveries keep every attempt in attempts; this is for safety.
 	if _, err := tx.Exec(ctx, keepFoldedAttempt(`d.endpoint_id = $1 AND d.status = 'failed' AND d.created_at >= $2`), endpointID, since); err != nil {
 		return 0, fmt.Errorf("recover endpoint %s: keep last attempts: %w", endpointID, err)
@@ -243,12 +264,11 @@ func (s *Store) RecoverEndpoint(ctx context.Context, endpointID string, tenant *
 	if err != nil {
 		return 0, fmt.Errorf("recover endpoint %s: %w", endpointID, err)
 	}
+	commit := tx.Commit
 	if tag.RowsAffected() > 0 {
-		if _, err := tx.Exec(ctx, `INSERT INTO signals (kind, endpoint_id) VALUES ('requeue', $1)`, endpointID); err != nil {
-			return 0, fmt.Errorf("recover endpoint %s: signal: %w", endpointID, err)
-		}
+		commit = func(ctx context.Context) error { return s.commitRequeue(ctx, tx, endpointID) }
 	}
-	if err := tx.Commit(ctx); err != nil {
+	if err := commit(ctx); err != nil {
 		return 0, fmt.Errorf("recover endpoint %s: %w", endpointID, err)
 	}
 	return int(tag.RowsAffected()), nil

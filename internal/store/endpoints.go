@@ -88,7 +88,7 @@ func (s *Store) CreateEndpoint(ctx context.Context, e *Endpoint) error {
 	if e.Headers == nil {
 		e.Headers = map[string]string{}
 	}
-	err := s.pool.QueryRow(ctx, `INSERT INTO endpoints (id, tenant_id, url, description, event_types, secret, headers, active,
+	err := s.outbox.QueryRow(ctx, `INSERT INTO endpoints (id, tenant_id, url, description, event_types, secret, headers, active,
 			retry_schedule, max_attempts, retry_client_errors, rate_limit)
 		VALUES ($1, nullif($2, ''), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING created_at, updated_at`,
 		e.ID, e.TenantID, e.URL, e.Description, e.EventTypes, e.Secret, e.Headers, e.Active,
@@ -101,7 +101,7 @@ func (s *Store) CreateEndpoint(ctx context.Context, e *Endpoint) error {
 
 // GetEndpoint returns one endpoint; tenant, when not nil, must match.
 func (s *Store) GetEndpoint(ctx context.Context, id string, tenant *string) (*Endpoint, error) {
-	e, err := scanEndpoint(s.pool.QueryRow(ctx, `SELECT `+endpointColumns+` FROM endpoints WHERE id = $1`, id))
+	e, err := scanEndpoint(s.outbox.QueryRow(ctx, `SELECT `+endpointColumns+` FROM endpoints WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -160,7 +160,7 @@ func (s *Store) SetEndpointActive(ctx context.Context, id string, tenant *string
 		sql = `UPDATE endpoints SET active = true, disabled_reason = NULL, disabled_at = NULL, failing_since = NULL, updated_at = now()
 		WHERE id = $1 AND ($2::text IS NULL OR coalesce(tenant_id, '') = $2) RETURNING ` + endpointColumns
 	}
-	e, err := scanEndpoint(s.pool.QueryRow(ctx, sql, id, tenant))
+	e, err := scanEndpoint(s.outbox.QueryRow(ctx, sql, id, tenant))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
 	}

@@ -257,13 +257,26 @@ func (s *Store) WriteBatch(ctx context.Context, b *Batch) error {
 			last_attempt_at = excluded.last_attempt_at, last_duration_us = excluded.last_duration_us
 			WHERE excluded.attempts >= deliveries.attempts`
 	}
+	// With two databases, endpoints' health is written first, in the
+	// outbox's: the changes are idempotent, so a batch that then fails and
+	// is written again does no harm, and none is lost with it.
+	if s.split() && len(b.Health) > 0 {
+		var hq pgx.Batch
+		queueHealth(&hq, b.Health)
+		if err := s.outbox.SendBatch(ctx, &hq).Close(); err != nil {
+			return fmt.Errorf("record the health of %d endpoints: %w", len(b.Health), err)
+		}
+	}
 	var q pgx.Batch
 	useCopy := !b.Tolerant && len(b.Events)+len(b.Deliveries)+len(b.Attempts) >= copyRows
 	if !useCopy {
 		queueNewRows(&q, b, skip, deliveryConflict)
 	}
-	queueRest(&q, b)
+	queueRest(&q, b, !s.split())
 	if !useCopy {
+		if q.Len() == 0 {
+			return nil // health alone, written above
+		}
 		if err := s.pool.SendBatch(ctx, &q).Close(); err != nil {
 			return fmt.Errorf("record batch of %d rows: %w", b.Rows(), err)
 		}
@@ -341,8 +354,9 @@ func queueNewRows(q *pgx.Batch, b *Batch, skip, deliveryConflict string) {
 }
 
 // queueRest queues what follows the new rows: dead letters, updates,
-// health changes, event types and the stream cursor.
-func queueRest(q *pgx.Batch, b *Batch) {
+// health changes (withHealth: the endpoints are in the same database),
+// event types and the stream cursor.
+func queueRest(q *pgx.Batch, b *Batch, withHealth bool) {
 	if n := len(b.DeadLetters); n > 0 {
 		lsns, outbox, reasons, raws := make([]int64, n), make([]*string, n), make([]string, n), make([][]byte, n)
 		for i := range b.DeadLetters {
@@ -377,7 +391,9 @@ func queueRest(q *pgx.Batch, b *Batch) {
 			WHERE d.id = u.id`,
 			ids, statuses, attempts, flat(next), flat(codes), flat(responses), flat(errs), updated, flat(delivered))
 	}
-	queueHealth(q, b.Health)
+	if withHealth {
+		queueHealth(q, b.Health)
+	}
 	if len(b.EventTypes) > 0 {
 		q.Queue(`INSERT INTO event_types (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, b.EventTypes)
 	}

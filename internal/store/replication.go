@@ -23,7 +23,7 @@ func (o Outbox) ident() string { return pgx.Identifier{o.Schema, o.Table}.Saniti
 // existing one has the configured columns.
 func (s *Store) EnsureOutbox(ctx context.Context, o Outbox) error {
 	var exists bool
-	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = $2)`, o.Schema, o.Table).Scan(&exists); err != nil {
+	if err := s.outbox.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = $2)`, o.Schema, o.Table).Scan(&exists); err != nil {
 		return fmt.Errorf("look up outbox table: %w", err)
 	}
 	if !exists {
@@ -39,12 +39,12 @@ func (s *Store) EnsureOutbox(ctx context.Context, o Outbox) error {
 			cols = append(cols, pgx.Identifier{o.CreatedAt}.Sanitize()+" timestamptz NOT NULL DEFAULT now()")
 		}
 		sql := "CREATE TABLE IF NOT EXISTS " + o.ident() + " (" + strings.Join(cols, ", ") + ")"
-		if _, err := s.pool.Exec(ctx, sql); err != nil {
+		if _, err := s.outbox.Exec(ctx, sql); err != nil {
 			return fmt.Errorf("create outbox table %s.%s: %w", o.Schema, o.Table, err)
 		}
 		return nil
 	}
-	rows, err := s.pool.Query(ctx, `SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2`, o.Schema, o.Table)
+	rows, err := s.outbox.Query(ctx, `SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2`, o.Schema, o.Table)
 	if err != nil {
 		return fmt.Errorf("read outbox columns: %w", err)
 	}
@@ -87,10 +87,10 @@ func (s *Store) EnsureReplication(ctx context.Context, slot, publication string,
 		return err
 	}
 	var plugin, walStatus string
-	err := s.pool.QueryRow(ctx, `SELECT plugin, coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&plugin, &walStatus)
+	err := s.outbox.QueryRow(ctx, `SELECT plugin, coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&plugin, &walStatus)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		if _, err := s.pool.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot); err != nil {
+		if _, err := s.outbox.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot); err != nil {
 			return fmt.Errorf("create replication slot %s: %w", slot, err)
 		}
 		return nil
@@ -113,13 +113,13 @@ func (s *Store) ensurePublication(ctx context.Context, name, publish string, tab
 	}
 	list := strings.Join(idents, ", ")
 	var exists bool
-	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, name).Scan(&exists); err != nil {
+	if err := s.outbox.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, name).Scan(&exists); err != nil {
 		return fmt.Errorf("look up publication %s: %w", name, err)
 	}
 	pub := pgx.Identifier{name}.Sanitize()
 	if !exists {
 		sql := "CREATE PUBLICATION " + pub + " FOR TABLE " + list + " WITH (publish = '" + publish + "')"
-		if _, err := s.pool.Exec(ctx, sql); err != nil {
+		if _, err := s.outbox.Exec(ctx, sql); err != nil {
 			return fmt.Errorf("create publication %s: %w", name, err)
 		}
 		return nil
@@ -127,7 +127,7 @@ func (s *Store) ensurePublication(ctx context.Context, name, publish string, tab
 	var covered int
 	for _, t := range tables {
 		var covers bool
-		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3)`, name, t[0], t[1]).Scan(&covers); err != nil {
+		if err := s.outbox.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3)`, name, t[0], t[1]).Scan(&covers); err != nil {
 			return fmt.Errorf("look up publication %s: %w", name, err)
 		}
 		if covers {
@@ -135,7 +135,7 @@ func (s *Store) ensurePublication(ctx context.Context, name, publish string, tab
 		}
 	}
 	if covered < len(tables) {
-		if _, err := s.pool.Exec(ctx, "ALTER PUBLICATION "+pub+" SET TABLE "+list); err != nil {
+		if _, err := s.outbox.Exec(ctx, "ALTER PUBLICATION "+pub+" SET TABLE "+list); err != nil {
 			return fmt.Errorf("point publication %s at %s: %w", name, list, err)
 		}
 	}
@@ -158,7 +158,7 @@ func (s *Store) Cursor(ctx context.Context, slot string) (uint64, error) {
 // EmitHeartbeat writes a transactional logical message into the WAL so an
 // idle outbox still gives the slot a position to confirm.
 func (s *Store) EmitHeartbeat(ctx context.Context, prefix string) error {
-	if _, err := s.pool.Exec(ctx, `SELECT pg_logical_emit_message(true, $1, '')`, prefix); err != nil {
+	if _, err := s.outbox.Exec(ctx, `SELECT pg_logical_emit_message(true, $1, '')`, prefix); err != nil {
 		return fmt.Errorf("emit heartbeat: %w", err)
 	}
 	return nil
@@ -176,7 +176,7 @@ func (s *Store) WaitVisible(ctx context.Context, xid uint32) error {
 			THEN ((xmax >> 32) - 1) << 32 | $1::bigint ELSE xmax >> 32 << 32 | $1::bigint END)::text::xid8, snap) FROM s`
 	for wait := 100 * time.Microsecond; ; wait = min(2*wait, 50*time.Millisecond) {
 		var visible bool
-		if err := s.pool.QueryRow(ctx, q, int64(xid)).Scan(&visible); err != nil {
+		if err := s.outbox.QueryRow(ctx, q, int64(xid)).Scan(&visible); err != nil {
 			return fmt.Errorf("wait for transaction %d to be visible: %w", xid, err)
 		}
 		if visible {

@@ -60,7 +60,7 @@ WHERE s.slot_name = $1`
 func (s *Store) SlotStats(ctx context.Context, slot string) (SlotStats, error) {
 	st := SlotStats{Slot: slot}
 	var confirmed, restart, current int64
-	err := s.pool.QueryRow(ctx, slotStatsSQL, slot).Scan(&st.Active, &st.WALStatus, &confirmed, &restart, &current, &st.LagBytes, &st.RetainedWALBytes)
+	err := s.outbox.QueryRow(ctx, slotStatsSQL, slot).Scan(&st.Active, &st.WALStatus, &confirmed, &restart, &current, &st.LagBytes, &st.RetainedWALBytes)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return st, fmt.Errorf("%w: %s", ErrSlotNotFound, slot)
 	}

@@ -8,6 +8,16 @@
 // Names that come from configuration (schema, outbox table and columns,
 // publication, slot) are validated identifiers and are always quoted with
 // pgx.Identifier; values are always bind parameters.
+//
+// The store may span two databases. The outbox's database holds the outbox,
+// the publications and slot, and walhook's endpoints and signals, whose
+// changes the stream reads in commit order with the events. The state
+// database holds what walhook records at the rate of deliveries: events,
+// deliveries, attempts, dead letters and the stream's cursor. On a server of
+// its own, those writes stay out of the outbox server's WAL, which its
+// walsender reads in full whatever the database. Both databases get the
+// whole schema; each table is only used in one. With one database, both
+// are the same pool.
 package store
 
 import (
@@ -29,17 +39,43 @@ import (
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// Store is walhook's handle on its database.
+// Store is walhook's handle on its databases.
 type Store struct {
+	// pool is the state database's; outbox the outbox's database's. They
+	// are the same pool when there is one database.
 	pool   *pgxpool.Pool
+	outbox *pgxpool.Pool
 	schema string
 	dsn    string
 	// copyBuffers holds *copyData buffers for batches written by COPY.
 	copyBuffers sync.Pool
 }
 
-// Open connects a pool whose connections use schema as search_path.
+// Open connects a pool whose connections use schema as search_path, for one
+// database holding the outbox and walhook's state.
 func Open(ctx context.Context, dsn, schema string, maxConns int) (*Store, error) {
+	return OpenSplit(ctx, dsn, "", schema, maxConns)
+}
+
+// OpenSplit is Open with walhook's state in the database of stateDSN, when
+// it is not empty; dsn is the outbox's database.
+func OpenSplit(ctx context.Context, dsn, stateDSN, schema string, maxConns int) (*Store, error) {
+	outbox, err := openPool(ctx, dsn, schema, maxConns)
+	if err != nil {
+		return nil, err
+	}
+	st := &Store{pool: outbox, outbox: outbox, schema: schema, dsn: dsn}
+	if stateDSN == "" {
+		return st, nil
+	}
+	if st.pool, err = openPool(ctx, stateDSN, schema, maxConns); err != nil {
+		outbox.Close()
+		return nil, fmt.Errorf("state database: %w", err)
+	}
+	return st, nil
+}
+
+func openPool(ctx context.Context, dsn, schema string, maxConns int) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
@@ -55,29 +91,59 @@ func Open(ctx context.Context, dsn, schema string, maxConns int) (*Store, error)
 		pool.Close()
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	return &Store{pool: pool, schema: schema, dsn: dsn}, nil
+	return pool, nil
 }
 
-// Close closes the pool.
-func (s *Store) Close() { s.pool.Close() }
+// split reports whether the state has a database of its own.
+func (s *Store) split() bool { return s.pool != s.outbox }
 
-// Pool exposes the pool to tests of the store's callers.
+// pools are the store's distinct pools: the outbox's first.
+func (s *Store) pools() []*pgxpool.Pool {
+	if s.split() {
+		return []*pgxpool.Pool{s.outbox, s.pool}
+	}
+	return []*pgxpool.Pool{s.pool}
+}
+
+// Close closes the pools.
+func (s *Store) Close() {
+	for _, p := range s.pools() {
+		p.Close()
+	}
+}
+
+// Pool is the state database's pool, for tests of the store's callers.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// OutboxPool is the outbox's database's pool (endpoints, signals), for tests
+// of the store's callers. It is Pool with one database.
+func (s *Store) OutboxPool() *pgxpool.Pool { return s.outbox }
 
 // Schema is the schema of walhook's tables.
 func (s *Store) Schema() string { return s.schema }
 
-// DSN is the connection string the store was opened with.
+// DSN is the connection string of the outbox's database: the one the
+// stream replicates from.
 func (s *Store) DSN() string { return s.dsn }
 
-// Ping checks that the database answers.
-func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+// Ping checks that the databases answer.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.outbox.Ping(ctx); err != nil {
+		return err
+	}
+	if s.split() {
+		if err := s.pool.Ping(ctx); err != nil {
+			return fmt.Errorf("state database: %w", err)
+		}
+	}
+	return nil
+}
 
 // CheckPrerequisites verifies what logical replication needs and says
 // exactly what to change when something is missing.
 func (s *Store) CheckPrerequisites(ctx context.Context) error {
 	var walLevel string
-	if err := s.pool.QueryRow(ctx, "SHOW wal_level").Scan(&walLevel); err != nil {
+	if err := s.outbox.QueryRow(ctx, "SHOW wal_level").Scan(&walLevel); err != nil {
 		return fmt.Errorf("read wal_level: %w", err)
 	}
 	if walLevel != "logical" {
@@ -85,14 +151,14 @@ func (s *Store) CheckPrerequisites(ctx context.Context) error {
 	}
 	var replication, superuser bool
 	var role string
-	if err := s.pool.QueryRow(ctx, "SELECT rolname, rolreplication, rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&role, &replication, &superuser); err != nil {
+	if err := s.outbox.QueryRow(ctx, "SELECT rolname, rolreplication, rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&role, &replication, &superuser); err != nil {
 		return fmt.Errorf("read role attributes: %w", err)
 	}
 	if !replication && !superuser {
 		return fmt.Errorf("role %q lacks the REPLICATION privilege walhook needs to stream the outbox: run ALTER ROLE %s WITH REPLICATION as a superuser", role, pgx.Identifier{role}.Sanitize())
 	}
 	var slots int
-	if err := s.pool.QueryRow(ctx, "SELECT current_setting('max_replication_slots')::int").Scan(&slots); err != nil {
+	if err := s.outbox.QueryRow(ctx, "SELECT current_setting('max_replication_slots')::int").Scan(&slots); err != nil {
 		return fmt.Errorf("read max_replication_slots: %w", err)
 	}
 	if slots < 1 {
@@ -132,14 +198,23 @@ func loadMigrations() ([]migration, error) {
 // migrationLock is the advisory lock key serialising concurrent migrators.
 const migrationLock = 0x77616c686f6f6b // "walhook"
 
-// Migrate creates or upgrades walhook's schema. It is safe to run
-// concurrently and repeatedly.
+// Migrate creates or upgrades walhook's schema, in each database. It is safe
+// to run concurrently and repeatedly.
 func (s *Store) Migrate(ctx context.Context) error {
 	ms, err := loadMigrations()
 	if err != nil {
 		return fmt.Errorf("load migrations: %w", err)
 	}
-	conn, err := s.pool.Acquire(ctx)
+	for _, p := range s.pools() {
+		if err := s.migrate(ctx, p, ms); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) migrate(ctx context.Context, pool *pgxpool.Pool, ms []migration) error {
+	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
@@ -189,14 +264,24 @@ func (s *Store) Migrate(ctx context.Context) error {
 	return nil
 }
 
-// MigrationsApplied reports whether every embedded migration is applied.
+// MigrationsApplied reports whether every embedded migration is applied, in
+// each database.
 func (s *Store) MigrationsApplied(ctx context.Context) (bool, error) {
 	ms, err := loadMigrations()
 	if err != nil {
 		return false, err
 	}
+	for _, p := range s.pools() {
+		if ok, err := migrationsApplied(ctx, p, ms); !ok || err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+func migrationsApplied(ctx context.Context, pool *pgxpool.Pool, ms []migration) (bool, error) {
 	var n int
-	err = s.pool.QueryRow(ctx, "SELECT count(*) FROM schema_migrations WHERE version = ANY($1)", versions(ms)).Scan(&n)
+	err := pool.QueryRow(ctx, "SELECT count(*) FROM schema_migrations WHERE version = ANY($1)", versions(ms)).Scan(&n)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
 		return false, nil
@@ -217,8 +302,8 @@ func versions(ms []migration) []int {
 
 // queryAll runs a query and scans every row with scan; what names the
 // operation in errors.
-func queryAll[T any](ctx context.Context, s *Store, what, sql string, args []any, scan func(pgx.Row) (T, error)) ([]T, error) {
-	rows, err := s.pool.Query(ctx, sql, args...)
+func queryAll[T any](ctx context.Context, pool *pgxpool.Pool, what, sql string, args []any, scan func(pgx.Row) (T, error)) ([]T, error) {
+	rows, err := pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
