@@ -334,11 +334,33 @@ func statusCounts(t *testing.T, dsn string) map[string]int {
 	return out
 }
 
+// TestKillNineRepeatedlyLosesNothing kills walhook with SIGKILL again and
+// again while events are committed, with its records beside the outbox and
+// in a database of their own: every event arrives, and every delivery ends
+// recorded as delivered.
 func TestKillNineRepeatedlyLosesNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		stateAside bool // database.state_url: the records in a database of their own
+	}{
+		{name: "one database"},
+		{name: "records in a state database", stateAside: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) { killNineRepeatedly(t, tc.stateAside) })
+	}
+}
+
+func killNineRepeatedly(t *testing.T, stateAside bool) {
 	events, kills := envInt("WALHOOK_TEST_CRASH_EVENTS", 20000), envInt("WALHOOK_TEST_CRASH_KILLS", 5)
 	db := pgtest.New(t)
 	rcv := newSink(t)
-	environ := env(db.DSN, nil)
+	recordsDSN := db.DSN
+	var extra map[string]string
+	if stateAside {
+		recordsDSN = pgtest.New(t).DSN
+		extra = map[string]string{"WALHOOK_DATABASE_STATE_URL": recordsDSN}
+	}
+	environ := env(db.DSN, extra)
 	setup(t, environ, rcv)
 
 	p := serve(t, environ)
@@ -361,7 +383,7 @@ func TestKillNineRepeatedlyLosesNothing(t *testing.T) {
 	}
 	waitfor.True(t, "every committed event at the receiver", 2*time.Minute, func() bool { return rcv.distinct() >= len(committed) })
 	dups := rcv.check(t, committed)
-	waitfor.True(t, "every delivery recorded as delivered", time.Minute, func() bool { return statusCounts(t, db.DSN)["delivered"] == events })
+	waitfor.True(t, "every delivery recorded as delivered", time.Minute, func() bool { return statusCounts(t, recordsDSN)["delivered"] == events })
 	t.Logf("%d events, %d kills: 0 lost, %d duplicate requests (same webhook-id), %.2f%%", events, kills, dups, 100*float64(dups)/float64(events))
 	p.terminate(30 * time.Second)
 }
