@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/walhook/walhook/internal/signature"
 )
@@ -53,8 +54,14 @@ func (s *leanServer) accept() {
 	defer s.wg.Done()
 	for {
 		c, err := s.ln.Accept()
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
 		if err != nil {
-			return // closed
+			// Temporary (out of file descriptors, say): a receiver that
+			// stopped accepting would stall the run without a word.
+			time.Sleep(10 * time.Millisecond)
+			continue
 		}
 		s.mu.Lock()
 		if s.closed {
@@ -184,11 +191,11 @@ var (
 func readLeanHead(br *bufio.Reader) (leanHead, error) {
 	head := leanHead{contentLength: -1}
 	line, err := br.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		return head, fmt.Errorf("%w: request line longer than %d bytes", errBadRequest, br.Size())
+	}
 	if err != nil {
-		if len(line) > 0 && err != io.EOF {
-			return head, fmt.Errorf("%w: request line: %v", errBadRequest, err)
-		}
-		return head, err
+		return head, err // closed between requests, or gone mid-line
 	}
 	line = bytes.TrimRight(line, "\r\n")
 	_, version, ok := bytes.Cut(line, []byte(" "))
@@ -205,9 +212,12 @@ func readLeanHead(br *bufio.Reader) (leanHead, error) {
 	}
 	for {
 		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// A header line longer than the buffer is not a webhook's.
+			return head, fmt.Errorf("%w: header line longer than %d bytes", errBadRequest, br.Size())
+		}
 		if err != nil {
-			// A head longer than the buffer is not a webhook's.
-			return head, fmt.Errorf("%w: header: %v", errBadRequest, err)
+			return head, err // gone mid-head
 		}
 		line = bytes.TrimRight(line, "\r\n")
 		if len(line) == 0 {

@@ -253,3 +253,21 @@ func TestLeanServerHangsUntilTheSenderGivesUp(t *testing.T) {
 		t.Errorf("held connection read %d bytes, %v; want it closed without an answer", n, err)
 	}
 }
+
+// TestLeanServerDoesNotBookASenderGoneMidHead checks that a connection that
+// ends in the middle of a request head is not booked as a request.
+func TestLeanServerDoesNotBookASenderGoneMidHead(t *testing.T) {
+	rc, _, closeRC := testReceiver(t, receiverOptions{Server: ServerLean})
+	c, err := net.Dial("tcp", hostOf(t, rc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(c, "POST /hook HTTP/1.1\r\nContent-Le"); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	closeRC() // waits for the connection's goroutine
+	if _, counts := rc.hits(); counts != (receiverCounts{}) {
+		t.Errorf("counts %+v after a sender gone mid-head, want none", counts)
+	}
+}

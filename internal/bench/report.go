@@ -151,7 +151,8 @@ type WalhookStats struct {
 
 // PostgresStats is Postgres' share. Row counts come from
 // pg_stat_user_tables from walhook's start to its stop, warm-up included,
-// divided by the deliveries of that span.
+// divided by the deliveries of that span; with a state server, they and the
+// WAL bytes are the outbox's server's only.
 type PostgresStats struct {
 	CPUSeconds float64 `json:"cpu_seconds"`
 	CPUPer1000 float64 `json:"cpu_seconds_per_1000_deliveries"`
@@ -325,8 +326,12 @@ func (r *Report) WriteText(w io.Writer) {
 		}
 		p("                µs per delivery by process: %s", strings.Join(parts, ", "))
 	}
-	p("                per delivery (%d deliveries, warm-up included): %.2f rows inserted, %.2f updated, %.0f WAL bytes",
-		pg.StatsDeliveries, pg.InsertedPerDelivery, pg.UpdatedPerDelivery, pg.WALBytesPerDelivery)
+	server := ""
+	if s.StateServer {
+		server = " in the outbox's server (walhook's records are on the state server)"
+	}
+	p("                per delivery%s (%d deliveries, warm-up included): %.2f rows inserted, %.2f updated, %.0f WAL bytes",
+		server, pg.StatsDeliveries, pg.InsertedPerDelivery, pg.UpdatedPerDelivery, pg.WALBytesPerDelivery)
 	for _, schema := range slices.Sorted(maps.Keys(pg.BySchema)) {
 		t := pg.BySchema[schema]
 		p("                  schema %-8s %.2f ins, %.2f upd, %.2f del per delivery", schema,
