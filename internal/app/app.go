@@ -184,7 +184,7 @@ func (s *Server) start(ctx context.Context, dsn string) error {
 		return err
 	}
 	s.Router = router
-	cursor, err := st.Cursor(ctx, cfg.Replication.Slot)
+	cursor, err := st.ClaimCursor(ctx, cfg.Replication.Slot)
 	if err != nil {
 		return err
 	}

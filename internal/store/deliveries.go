@@ -230,6 +230,10 @@ func (s *Store) commitRequeue(ctx context.Context, tx pgx.Tx, endpointID string)
 		return err
 	}
 	if s.split() {
+		// The change is committed: a caller going away must not cancel
+		// the signal that makes it happen.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
 		if _, err := s.outbox.Exec(ctx, signal, endpointID); err != nil {
 			return fmt.Errorf("signal (the change is committed; walhook finds it at its next start): %w", err)
 		}

@@ -155,6 +155,50 @@ func (s *Store) Cursor(ctx context.Context, slot string) (uint64, error) {
 	return uint64(lsn), nil
 }
 
+// ClaimCursor is Cursor for a stream about to start: it first checks that
+// walhook's records belong to the outbox's server, and claims them for it on
+// the first start. Event ids and the cursor are positions in one server's
+// WAL. Records kept from another server (a state database shared by two
+// installations, or kept while the outbox's server was restored or
+// replaced by a standby that was behind) would make walhook skip
+// transactions, or give new events the ids of old ones. With a state
+// database of its own, it also refuses to leave behind unfinished
+// deliveries recorded beside the outbox before database.state_url was set.
+func (s *Store) ClaimCursor(ctx context.Context, slot string) (uint64, error) {
+	var server string
+	var current int64
+	if err := s.outbox.QueryRow(ctx, `SELECT system_identifier::text, pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint
+		FROM pg_control_system()`).Scan(&server, &current); err != nil {
+		return 0, fmt.Errorf("identify the outbox's server: %w", err)
+	}
+	if s.split() {
+		var left int
+		if err := s.outbox.QueryRow(ctx, `SELECT count(*) FROM deliveries WHERE status IN ('pending', 'retrying')`).Scan(&left); err != nil {
+			return 0, fmt.Errorf("look for deliveries left beside the outbox: %w", err)
+		}
+		if left > 0 {
+			return 0, fmt.Errorf("the outbox's database still holds %d unfinished deliveries recorded before database.state_url was set, which walhook would no longer send: run it without database.state_url until none is pending or retrying, then set it", left)
+		}
+	}
+	var lsn int64
+	var owner string
+	if err := s.pool.QueryRow(ctx, `INSERT INTO stream_cursors (slot, lsn, updated_at, server_id) VALUES ($1, 0, now(), $2)
+		ON CONFLICT (slot) DO UPDATE SET server_id = coalesce(stream_cursors.server_id, excluded.server_id)
+		RETURNING lsn, server_id`, slot, server).Scan(&lsn, &owner); err != nil {
+		return 0, fmt.Errorf("claim the stream cursor of %s: %w", slot, err)
+	}
+	const remedy = "give walhook an empty state database (database.state_url) for this server, or, with one database, empty walhook's records (TRUNCATE walhook.events, walhook.deliveries, walhook.attempts, walhook.stream_cursors)"
+	switch {
+	case owner != server:
+		return 0, fmt.Errorf("walhook's records for slot %s were streamed from the Postgres server with system identifier %s, and database.url is server %s: ids are positions in one server's WAL, so these records cannot go on from this one; %s", slot, owner, server, remedy)
+	case lsn > current:
+		return 0, fmt.Errorf("walhook's cursor for slot %s (%s) is ahead of the outbox server's WAL (%s): the server was restored, or replaced by a standby that was behind, while walhook's records were kept; %s", slot, lsnText(lsn), lsnText(current), remedy)
+	}
+	return uint64(lsn), nil
+}
+
+func lsnText(lsn int64) string { return fmt.Sprintf("%X/%X", uint64(lsn)>>32, uint32(lsn)) }
+
 // EmitHeartbeat writes a transactional logical message into the WAL so an
 // idle outbox still gives the slot a position to confirm.
 func (s *Store) EmitHeartbeat(ctx context.Context, prefix string) error {

@@ -58,14 +58,14 @@ func Open(ctx context.Context, dsn, schema string, maxConns int) (*Store, error)
 }
 
 // OpenSplit is Open with walhook's state in the database of stateDSN, when
-// it is not empty; dsn is the outbox's database.
+// it is neither empty nor dsn, the outbox's database.
 func OpenSplit(ctx context.Context, dsn, stateDSN, schema string, maxConns int) (*Store, error) {
 	outbox, err := openPool(ctx, dsn, schema, maxConns)
 	if err != nil {
 		return nil, err
 	}
 	st := &Store{pool: outbox, outbox: outbox, schema: schema, dsn: dsn}
-	if stateDSN == "" {
+	if stateDSN == "" || stateDSN == dsn {
 		return st, nil
 	}
 	if st.pool, err = openPool(ctx, stateDSN, schema, maxConns); err != nil {

@@ -472,3 +472,74 @@ func TestIdsCompareInByteOrderUnderALinguisticCollation(t *testing.T) {
 		t.Fatalf("activity = %v, %v", act, err)
 	}
 }
+
+// TestClaimCursorRefusesRecordsOfAnotherServer checks the start-up guard on
+// walhook's records: they belong to the outbox server whose WAL positions
+// their ids and cursor are, and a state database of its own does not leave
+// unfinished deliveries behind beside the outbox.
+func TestClaimCursorRefusesRecordsOfAnotherServer(t *testing.T) {
+	ctx := context.Background()
+	const slot = "walhook"
+	cases := []struct {
+		name    string
+		split   bool
+		prepare string // SQL run first, in the outbox's database
+		wantErr string // "" = claimed
+		cursor  uint64
+	}{
+		{name: "first start claims the records for the server"},
+		{name: "a cursor recorded from this server goes on", prepare: `INSERT INTO walhook.stream_cursors (slot, lsn, updated_at, server_id)
+			SELECT 'walhook', 16, now(), system_identifier::text FROM pg_control_system()`, cursor: 16},
+		{name: "a cursor of before the check is claimed", prepare: `INSERT INTO walhook.stream_cursors (slot, lsn, updated_at) VALUES ('walhook', 16, now())`, cursor: 16},
+		{name: "records streamed from another server are refused", prepare: `INSERT INTO walhook.stream_cursors (slot, lsn, updated_at, server_id) VALUES ('walhook', 16, now(), '42')`,
+			wantErr: "system identifier 42"},
+		{name: "a cursor ahead of the server's WAL is refused", prepare: `INSERT INTO walhook.stream_cursors (slot, lsn, updated_at)
+			SELECT 'walhook', pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint + (1::bigint << 40), now()`,
+			wantErr: "ahead of the outbox server's WAL"},
+		{name: "a state database refuses deliveries left unfinished beside the outbox", split: true,
+			prepare: `INSERT INTO walhook.deliveries (id, endpoint_id, event_id, event_type, status, max_attempts, next_retry_at, created_at, updated_at)
+				VALUES ('d1', 'ep', 'e1', 'order.created', 'retrying', 5, now(), now(), now())`,
+			wantErr: "1 unfinished deliveries"},
+		{name: "a state database starts when none is left", split: true,
+			prepare: `INSERT INTO walhook.deliveries (id, endpoint_id, event_id, event_type, status, max_attempts, created_at, updated_at)
+				VALUES ('d1', 'ep', 'e1', 'order.created', 'delivered', 5, now(), now())`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			db := pgtest.New(t)
+			stateDSN := ""
+			if tc.split {
+				stateDSN = pgtest.New(t).DSN
+			}
+			s, err := store.OpenSplit(ctx, db.DSN, stateDSN, "walhook", 4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if err := s.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if tc.prepare != "" {
+				pgtest.Exec(t, db.DSN, tc.prepare)
+			}
+			cursor, err := s.ClaimCursor(ctx, slot)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("ClaimCursor: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("ClaimCursor: %v, want an error containing %q", err, tc.wantErr)
+			case tc.wantErr != "":
+				return
+			case cursor != tc.cursor:
+				t.Errorf("cursor %d, want %d", cursor, tc.cursor)
+			}
+			var owner, server string
+			if err := s.Pool().QueryRow(ctx, `SELECT server_id, (SELECT system_identifier::text FROM pg_control_system()) FROM stream_cursors WHERE slot = $1`, slot).Scan(&owner, &server); err != nil {
+				t.Fatal(err)
+			}
+			if owner != server {
+				t.Errorf("cursor claimed for server %q, want %q", owner, server)
+			}
+		})
+	}
+}
