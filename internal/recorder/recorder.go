@@ -70,7 +70,9 @@ type Options struct {
 	Metrics   *metrics.Metrics
 	// MaxPending bounds rows waiting to be written (20,000 by default); Add
 	// blocks beyond it, so a store slower than the stream keeps the rest
-	// in the WAL rather than in memory. Half of it bounds held deliveries.
+	// in the WAL rather than in memory. Payloads count too, a row per
+	// payloadRowBytes, so it also bounds their memory. Half of it bounds
+	// held deliveries.
 	MaxPending int
 	// FinalFlush bounds the last write after Run's context ends.
 	FinalFlush time.Duration
@@ -244,10 +246,28 @@ func (r *Recorder) Add(ctx context.Context, t *Txn) error {
 	}
 	p.b.DeadLetters = append(p.b.DeadLetters, t.DeadLetters...)
 	p.b.EventTypes = append(p.b.EventTypes, t.EventTypes...)
-	p.written += len(t.Events) + len(t.Deliveries) + len(t.DeadLetters)
+	p.written += len(t.Events) + len(t.Deliveries) + len(t.DeadLetters) + payloadRows(t)
 	r.advance()
 	r.signal()
 	return nil
+}
+
+// payloadRowBytes is how many bytes of payload count as one more pending
+// row: 20,000 rows then hold at most about 80 MB of payloads, whether they
+// are 20,000 small events or 300 of 256 KiB.
+const payloadRowBytes = 4 << 10
+
+// payloadRows is what t's payloads (and dead letters' raw rows) add to the
+// pending rows.
+func payloadRows(t *Txn) int {
+	n := 0
+	for i := range t.Events {
+		n += len(t.Events[i].Payload)
+	}
+	for i := range t.DeadLetters {
+		n += len(t.DeadLetters[i].Raw)
+	}
+	return n / payloadRowBytes
 }
 
 // place puts a new delivery's row into the pending batch; under r.mu.
