@@ -685,53 +685,45 @@ func TestRunWritesWhatIsPendingWhenItEnds(t *testing.T) {
 	}
 }
 
+// TestAddWaitsForRoom checks that Add waits while the pending rows are
+// over MaxPending, payloads counted (one event of 1 MiB takes the room of
+// 256 rows), and goes on once the recorder has written.
 func TestAddWaitsForRoom(t *testing.T) {
-	b := setup(t, func(o *recorder.Options) { o.MaxPending = 2 })
-	b.add(t, txn(10, "d1", "d2")) // 4 rows: full
-	added := make(chan error, 1)
-	go func() { added <- b.rec.Add(context.Background(), txn(20, "d3")) }()
-	select {
-	case err := <-added:
-		t.Fatalf("Add returned %v with the pending rows over MaxPending", err)
-	case <-time.After(200 * time.Millisecond):
+	bigPayload := []byte(`{"pad":"` + strings.Repeat("x", 1<<20) + `"}`)
+	for _, tc := range []struct {
+		name       string
+		maxPending int
+		first      func() *recorder.Txn
+	}{
+		{name: "rows", maxPending: 2, first: func() *recorder.Txn { return txn(10, "d1", "d2") }}, // 4 rows
+		{name: "payloads", maxPending: 100, first: func() *recorder.Txn { // 2 rows and 1 MiB
+			t := txn(10, "d1")
+			t.Events[0].Payload = bigPayload
+			return t
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := setup(t, func(o *recorder.Options) { o.MaxPending = tc.maxPending })
+			b.add(t, tc.first()) // full
+			added := make(chan error, 1)
+			go func() { added <- b.rec.Add(context.Background(), txn(20, "d3")) }()
+			select {
+			case err := <-added:
+				t.Fatalf("Add returned %v with the pending rows over MaxPending", err)
+			case <-time.After(200 * time.Millisecond):
+			}
+			b.run(t)
+			select {
+			case err := <-added:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Add still waiting after the recorder wrote")
+			}
+			b.waitDurable(t, 20)
+		})
 	}
-	b.run(t)
-	select {
-	case err := <-added:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Add still waiting after the recorder wrote")
-	}
-	b.waitDurable(t, 20)
-}
-
-// TestBigPayloadsCountTowardsTheRoom checks that MaxPending bounds the
-// memory of payloads, not only the number of rows: one event of 1 MiB takes
-// the room of 256 rows.
-func TestBigPayloadsCountTowardsTheRoom(t *testing.T) {
-	b := setup(t, func(o *recorder.Options) { o.MaxPending = 100 })
-	big := txn(10, "d1")
-	big.Events[0].Payload = []byte(`{"pad":"` + strings.Repeat("x", 1<<20) + `"}`)
-	b.add(t, big) // 2 rows and 1 MiB of payload: full
-	added := make(chan error, 1)
-	go func() { added <- b.rec.Add(context.Background(), txn(20, "d2")) }()
-	select {
-	case err := <-added:
-		t.Fatalf("Add returned %v with 1 MiB of payload pending against room for 100 rows", err)
-	case <-time.After(200 * time.Millisecond):
-	}
-	b.run(t)
-	select {
-	case err := <-added:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Add still waiting after the recorder wrote")
-	}
-	b.waitDurable(t, 20)
 }
 
 func TestAddWaitingForRoomHonoursItsContext(t *testing.T) {
