@@ -335,30 +335,37 @@ func statusCounts(t *testing.T, dsn string) map[string]int {
 }
 
 // TestKillNineRepeatedlyLosesNothing kills walhook with SIGKILL again and
-// again while events are committed, with its records beside the outbox and
-// in a database of their own: every event arrives, and every delivery ends
-// recorded as delivered.
+// again while events are committed: with its records beside the outbox, in
+// a database of their own, and with a read-ahead small enough that every
+// catch-up goes through its spill file. Every event arrives, and every
+// delivery ends recorded as delivered.
 func TestKillNineRepeatedlyLosesNothing(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		stateAside bool // database.state_url: the records in a database of their own
+		spilling   bool // a read-ahead of 64 KiB: each catch-up after a kill goes through its spill file
 	}{
 		{name: "one database"},
 		{name: "records in a state database", stateAside: true},
+		{name: "read-ahead spilling to its file", spilling: true},
 	} {
-		t.Run(tc.name, func(t *testing.T) { killNineRepeatedly(t, tc.stateAside) })
+		t.Run(tc.name, func(t *testing.T) { killNineRepeatedly(t, tc.stateAside, tc.spilling) })
 	}
 }
 
-func killNineRepeatedly(t *testing.T, stateAside bool) {
+func killNineRepeatedly(t *testing.T, stateAside, spilling bool) {
 	events, kills := envInt("WALHOOK_TEST_CRASH_EVENTS", 20000), envInt("WALHOOK_TEST_CRASH_KILLS", 5)
 	db := pgtest.New(t)
 	rcv := newSink(t)
 	recordsDSN := db.DSN
-	var extra map[string]string
+	extra := map[string]string{}
 	if stateAside {
 		recordsDSN = pgtest.New(t).DSN
-		extra = map[string]string{"WALHOOK_DATABASE_STATE_URL": recordsDSN}
+		extra["WALHOOK_DATABASE_STATE_URL"] = recordsDSN
+	}
+	if spilling {
+		extra["WALHOOK_REPLICATION_READ_AHEAD_BYTES"] = "65536"
+		extra["WALHOOK_REPLICATION_SPILL_DIR"] = t.TempDir()
 	}
 	environ := env(db.DSN, extra)
 	setup(t, environ, rcv)

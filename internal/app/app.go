@@ -21,6 +21,7 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"net/url"
+	"os"
 	"runtime"
 	"sync"
 	"time"
@@ -216,10 +217,23 @@ func (s *Server) start(ctx context.Context, dsn string) error {
 		Schema: cfg.Database.Schema, MaxAttempts: cfg.Delivery.MaxAttempts,
 		Store: st, Router: router, Recorder: rec, Dispatcher: disp, Scheduler: sched, Logger: log, Metrics: m,
 	})
+	if cfg.Replication.SpillBytes > 0 {
+		// A spill directory that cannot be written would only show during
+		// a backlog, as a stream that reconnects again and again.
+		f, err := os.CreateTemp(cfg.Replication.SpillDir, "walhook-read-ahead-check-*")
+		if err != nil {
+			return fmt.Errorf("replication.spill_dir: %w", err)
+		}
+		f.Close()
+		if err := os.Remove(f.Name()); err != nil {
+			return fmt.Errorf("replication.spill_dir: %w", err)
+		}
+	}
 	s.Stream = stream.New(stream.Options{
 		DSN: dsn, Slot: cfg.Replication.Slot,
 		Publications:   []string{cfg.Replication.Publication, store.EndpointsPublication(cfg.Replication.Publication)},
-		StatusInterval: cfg.Replication.StatusInterval, ReadAhead: cfg.Replication.ReadAheadBytes, Logger: log,
+		StatusInterval: cfg.Replication.StatusInterval, ReadAhead: cfg.Replication.ReadAheadBytes,
+		Spill: cfg.Replication.SpillBytes, SpillDir: cfg.Replication.SpillDir, Logger: log,
 		OnConfirm: func(lsn uint64) { m.ConfirmedLSN.Set(float64(lsn)) },
 	}, pipe)
 

@@ -162,6 +162,11 @@ type Replication struct {
 	// ReadAheadBytes bounds the memory of rows received ahead of routing
 	// and recording, so Postgres decodes on meanwhile (see stream.Options).
 	ReadAheadBytes int64 `koanf:"read_ahead_bytes"`
+	// SpillBytes of transactions may wait in a file in SpillDir (empty:
+	// the system's temporary directory) once the read-ahead's memory is
+	// full, so Postgres never waits for walhook; 0 turns it off.
+	SpillBytes int64  `koanf:"spill_bytes"`
+	SpillDir   string `koanf:"spill_dir"`
 }
 
 // Delivery configures outbound webhook requests.
@@ -252,6 +257,7 @@ func Defaults() Config {
 			StatusInterval:    time.Second,
 			HeartbeatInterval: 30 * time.Second,
 			ReadAheadBytes:    8 << 20,
+			SpillBytes:        1 << 30,
 		},
 		Delivery: Delivery{
 			Timeout:           10 * time.Second,
@@ -389,6 +395,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Replication.HeartbeatInterval < 0 {
 		bad("replication.heartbeat_interval", "must not be negative")
+	}
+	if c.Replication.SpillBytes != 0 && c.Replication.SpillBytes < 1<<20 {
+		bad("replication.spill_bytes", "must be 0 (off) or at least 1048576, got %d", c.Replication.SpillBytes)
 	}
 	if c.Replication.ReadAheadBytes < 64<<10 || c.Replication.ReadAheadBytes > 1<<30 {
 		bad("replication.read_ahead_bytes", "must be between 65536 and 1073741824, got %d", c.Replication.ReadAheadBytes)

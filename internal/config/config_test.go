@@ -93,6 +93,7 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{name: "bad column", yaml: "outbox:\n  columns:\n    payload: \"a b\"\n", key: "outbox.columns.payload"},
 		{name: "bad slot", yaml: "replication:\n  slot: Bad-Slot\n", key: "replication.slot"},
 		{name: "state database not a URL", env: map[string]string{"WALHOOK_DATABASE_STATE_URL": "host=x dbname=y"}, key: "database.state_url"},
+		{name: "tiny spill", env: map[string]string{"WALHOOK_REPLICATION_SPILL_BYTES": "1000"}, key: "replication.spill_bytes"},
 		{name: "tiny read-ahead", env: map[string]string{"WALHOOK_REPLICATION_READ_AHEAD_BYTES": "1000"}, key: "replication.read_ahead_bytes"},
 		{name: "bad listen", yaml: "listen: nowhere\n", key: "listen"},
 		{name: "short token", yaml: "auth:\n  tokens: [short]\n", key: "auth.tokens[0]"},

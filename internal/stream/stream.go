@@ -139,7 +139,13 @@ type Options struct {
 	// wrote during a backlog, which it would otherwise decode only after
 	// the backlog's last transaction was handed over.
 	ReadAhead int64
-	Logger    *slog.Logger
+	// Spill, when positive, is how many bytes of transactions may wait in
+	// a file in SpillDir (empty: the system's temporary directory) once
+	// the read-ahead's memory is full, so that the server never waits for
+	// the handler. The file is unlinked at once and only ever a queue.
+	Spill    int64
+	SpillDir string
+	Logger   *slog.Logger
 	// OnConfirm, if set, is called with each confirmed position (metrics).
 	OnConfirm func(lsn uint64)
 }
@@ -251,6 +257,9 @@ func (s *Stream) session(ctx context.Context, handled *uint64) (err error) {
 	// goroutine, which owns *handled until it returns. The session waits
 	// for it: the next session must not start while it still hands over.
 	ra := newReadAhead(s.opts.ReadAhead)
+	if s.opts.Spill > 0 {
+		ra.spill = newSpill(s.opts.Spill, s.opts.SpillDir)
+	}
 	hctx, stopHandler := context.WithCancel(ctx)
 	quit := make(chan struct{})
 	handlerDone := make(chan struct{}) // closed once herr is set
@@ -284,6 +293,9 @@ func (s *Stream) session(ctx context.Context, handled *uint64) (err error) {
 		_ = conn.Close(context.WithoutCancel(ctx))
 		<-handlerDone
 		stopHandler()
+		if ra.spill != nil {
+			ra.spill.close()
+		}
 		if herr != nil && ctx.Err() == nil && !errors.Is(err, herr) {
 			s.log.Warn("handing over a transaction failed as the stream stopped", "err", herr)
 		}
@@ -364,7 +376,14 @@ func (s *Stream) session(ctx context.Context, handled *uint64) (err error) {
 	// enqueue hands t to the handler, first waiting while the read-ahead
 	// is full; status updates and stall checks go on meanwhile.
 	enqueue := func(t *Txn) (stop bool, err error) {
-		for !ra.fits(t) {
+		for {
+			placed, err := ra.place(t)
+			if err != nil {
+				return false, err
+			}
+			if placed {
+				return false, nil
+			}
 			wait.Reset(time.Until(at))
 			select {
 			case <-ra.room:
@@ -378,8 +397,6 @@ func (s *Stream) session(ctx context.Context, handled *uint64) (err error) {
 				return false, handlerErr()
 			}
 		}
-		ra.push(t)
-		return false, nil
 	}
 	for {
 		if now := time.Now(); now.After(at) {
@@ -479,13 +496,9 @@ func (s *Stream) handle(ctx context.Context, ra *readAhead, quit <-chan struct{}
 			return nil
 		default:
 		}
-		var t *Txn
-		select {
-		case t = <-ra.q:
-		case <-quit:
-			return nil
-		case <-ctx.Done():
-			return nil
+		t, fromSpill, err := ra.next(ctx, quit)
+		if err != nil || t == nil {
+			return err
 		}
 		if t.EndLSN > *handled { // not streamed again after a reconnect
 			if err := s.handler.HandleTxn(ctx, t); err != nil {
@@ -493,7 +506,7 @@ func (s *Stream) handle(ctx context.Context, ra *readAhead, quit <-chan struct{}
 			}
 			*handled = t.EndLSN
 		}
-		ra.pop(t)
+		ra.pop(t, fromSpill)
 	}
 }
 
@@ -505,7 +518,12 @@ type readAhead struct {
 	limit int64
 	bytes atomic.Int64
 	q     chan *Txn
-	room  chan struct{} // a transaction left the queue
+	room  chan struct{} // a transaction left the queue or the spill
+	// spill, when not nil, takes the transactions past the memory bound,
+	// and all that follow them until it is drained; spilled signals the
+	// handler that it holds some.
+	spill   *spill
+	spilled chan struct{}
 }
 
 const minTxnBytes = 512
@@ -514,7 +532,62 @@ const minTxnBytes = 512
 const maxReadAheadTxns = 1 << 16
 
 func newReadAhead(limit int64) *readAhead {
-	return &readAhead{limit: limit, q: make(chan *Txn, min(limit/minTxnBytes+1, maxReadAheadTxns)), room: make(chan struct{}, 1)}
+	return &readAhead{limit: limit, q: make(chan *Txn, min(limit/minTxnBytes+1, maxReadAheadTxns)), room: make(chan struct{}, 1),
+		spilled: make(chan struct{}, 1)}
+}
+
+// place queues t in memory, or in the spill when memory is full or the
+// spill holds earlier transactions. It returns false when neither has room.
+func (ra *readAhead) place(t *Txn) (bool, error) {
+	// Only this caller adds to the spill, so it cannot become active
+	// between the check and the push.
+	if (ra.spill == nil || !ra.spill.active()) && ra.fits(t) {
+		ra.push(t)
+		return true, nil
+	}
+	if ra.spill == nil {
+		return false, nil
+	}
+	ok, err := ra.spill.put(t)
+	if ok {
+		signal(ra.spilled)
+	}
+	return ok, err
+}
+
+// next returns the oldest transaction read ahead, waiting for one until
+// quit or ctx ends (nil then). fromSpill says it was read back from the
+// spill, so that its bytes were never counted in memory.
+func (ra *readAhead) next(ctx context.Context, quit <-chan struct{}) (t *Txn, fromSpill bool, err error) {
+	for {
+		// Memory first: what it holds is older than what the spill holds.
+		select {
+		case t = <-ra.q:
+			return t, false, nil
+		default:
+		}
+		if ra.spill != nil {
+			if t, err = ra.spill.take(); t != nil || err != nil {
+				return t, true, err
+			}
+		}
+		select {
+		case t = <-ra.q:
+			return t, false, nil
+		case <-ra.spilled:
+		case <-quit:
+			return nil, false, nil
+		case <-ctx.Done():
+			return nil, false, nil
+		}
+	}
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
 }
 
 func txnBytes(t *Txn) int64 { return max(t.size, minTxnBytes) }
@@ -534,12 +607,12 @@ func (ra *readAhead) push(t *Txn) {
 	ra.q <- t
 }
 
-func (ra *readAhead) pop(t *Txn) {
-	ra.bytes.Add(-txnBytes(t))
-	select {
-	case ra.room <- struct{}{}:
-	default:
+// pop accounts for t, handed over; fromSpill: it came from the spill.
+func (ra *readAhead) pop(t *Txn, fromSpill bool) {
+	if !fromSpill {
+		ra.bytes.Add(-txnBytes(t))
 	}
+	signal(ra.room)
 }
 
 // decode applies one pgoutput message; it returns the transaction when the

@@ -606,10 +606,12 @@ func TestReadsAheadWhileTheHandlerIsBusy(t *testing.T) {
 	for _, tt := range []struct {
 		name      string
 		readAhead int64
+		spill     int64
 		ahead     bool
 	}{
-		{"within its bound it reads on", 1 << 20, true},
-		{"at its bound it stops reading", 1, false},
+		{"within its bound it reads on", 1 << 20, 0, true},
+		{"at its bound it stops reading", 1, 0, false},
+		{"past its bound it reads on into its spill", 1, 1 << 20, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -620,7 +622,7 @@ func TestReadsAheadWhileTheHandlerIsBusy(t *testing.T) {
 			var releaseOnce sync.Once
 			let := func() { releaseOnce.Do(func() { close(release) }) }
 			h.fail = func(*Txn) error { <-release; return nil }
-			s, _ := b.run(t, h, 0, Options{ReadAhead: tt.readAhead})
+			s, _ := b.run(t, h, 0, Options{ReadAhead: tt.readAhead, Spill: tt.spill, SpillDir: t.TempDir()})
 			t.Cleanup(let) // before the stream is stopped: a held handler would hold it
 
 			// before[i]: the WAL position before transaction i was made.
@@ -675,7 +677,7 @@ func TestReadAheadBounds(t *testing.T) {
 		t.Fatal("a fourth transaction fits past the bound")
 	}
 	popped := <-ra.q
-	ra.pop(popped)
+	ra.pop(popped, false)
 	select {
 	case <-ra.room:
 	default:
@@ -685,7 +687,7 @@ func TestReadAheadBounds(t *testing.T) {
 		t.Fatal("no room after one was taken")
 	}
 	for len(ra.q) > 0 {
-		ra.pop(<-ra.q)
+		ra.pop(<-ra.q, false)
 	}
 	if huge := (&Txn{size: 10 * minTxnBytes}); !ra.fits(huge) {
 		t.Fatal("a transaction larger than the bound does not pass an empty queue")
