@@ -35,7 +35,16 @@ type spill struct {
 	rels   []*Relation
 	relIdx map[*Relation]uint32
 	buf    []byte
+	// full: a transaction found no room; none is tried again until the
+	// file is drained, which is when room comes back.
+	full bool
+	// off: writing failed (a full disk, say); the read-ahead goes on in
+	// memory only, as without a spill, for the rest of the session.
+	off bool
 }
+
+// errSpillOff reports, once, that the spill stopped being used.
+var errSpillOff = errors.New("read-ahead file given up; reading ahead in memory only")
 
 func newSpill(limit int64, dir string) *spill {
 	return &spill{limit: limit, dir: dir, relIdx: map[*Relation]uint32{}}
@@ -51,36 +60,53 @@ func (sp *spill) active() bool {
 
 // put writes t after the transactions already in the file. It returns
 // false, writing nothing, when the file has no room for it.
+//
+// It fails only with errSpillOff wrapping the cause, after which it
+// refuses every transaction: the file is an optimisation, and a session
+// must not end over it.
 func (sp *spill) put(t *Txn) (bool, error) {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
+	if sp.off || sp.full {
+		return false, nil
+	}
 	rec, err := sp.encode(sp.buf[:0], t)
 	if err != nil {
-		return false, err
+		return false, sp.giveUp(err)
 	}
 	sp.buf = rec
+	if cap(sp.buf) > 1<<20 {
+		sp.buf = nil // one huge transaction does not keep its buffer
+	}
 	if sp.wOff > 0 && sp.wOff+int64(len(rec)) > sp.limit {
+		sp.full = true
 		return false, nil // the first transaction always fits
 	}
 	if sp.f == nil {
 		f, err := os.CreateTemp(sp.dir, "walhook-read-ahead-*")
 		if err != nil {
-			return false, fmt.Errorf("read-ahead file: %w", err)
+			return false, sp.giveUp(err)
 		}
 		// Unlinked at once: the open file is all that is needed, and a
 		// crash leaves nothing to clean up.
 		if err := os.Remove(f.Name()); err != nil {
 			f.Close()
-			return false, fmt.Errorf("read-ahead file: %w", err)
+			return false, sp.giveUp(err)
 		}
 		sp.f = f
 	}
 	if _, err := sp.f.WriteAt(rec, sp.wOff); err != nil {
-		return false, fmt.Errorf("write the read-ahead file: %w", err)
+		return false, sp.giveUp(err)
 	}
 	sp.wOff += int64(len(rec))
 	sp.pending++
 	return true, nil
+}
+
+// giveUp turns the spill off (what it holds is still read back); under mu.
+func (sp *spill) giveUp(err error) error {
+	sp.off = true
+	return fmt.Errorf("%w: %w", errSpillOff, err)
 }
 
 // take reads the oldest transaction of the file; nil when there is none.
@@ -111,7 +137,7 @@ func (sp *spill) take() (*Txn, error) {
 		if err := sp.f.Truncate(0); err != nil {
 			return nil, fmt.Errorf("empty the read-ahead file: %w", err)
 		}
-		sp.wOff, sp.rOff = 0, 0
+		sp.wOff, sp.rOff, sp.full = 0, 0, false
 		clear(sp.relIdx)
 		clear(sp.rels)
 		sp.rels = sp.rels[:0]

@@ -2,6 +2,8 @@ package stream
 
 import (
 	"context"
+	"errors"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -109,5 +111,71 @@ func TestReadAheadKeepsCommitOrderAcrossItsSpill(t *testing.T) {
 	next(4, false)
 	if ra.bytes.Load() != 0 {
 		t.Errorf("%d bytes still counted in memory", ra.bytes.Load())
+	}
+}
+
+// TestReadAheadKeepsCommitOrderUnderConcurrency places transactions from
+// one goroutine while another takes them, with room for one in memory, so
+// that they keep moving between memory and the spill: every one must come
+// out once and in order.
+func TestReadAheadKeepsCommitOrderUnderConcurrency(t *testing.T) {
+	rel := &Relation{ID: 1, Name: "t"}
+	ra := newReadAhead(minTxnBytes)
+	ra.spill = newSpill(64<<10, t.TempDir()) // small: it also fills up and drains
+	defer ra.spill.close()
+	const n = 3000
+	placed := make(chan error, 1)
+	go func() {
+		for xid := uint32(1); xid <= n; xid++ {
+			for {
+				ok, err := ra.place(spilledTxn(xid, rel))
+				if err != nil {
+					placed <- err
+					return
+				}
+				if ok {
+					break
+				}
+				<-ra.room
+			}
+		}
+		placed <- nil
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	spilled := 0
+	for want := uint32(1); want <= n; want++ {
+		txn, fromSpill, err := ra.next(ctx, nil)
+		if err != nil || txn == nil {
+			t.Fatalf("next after %d: %v, %v", want-1, txn, err)
+		}
+		if txn.Xid != want {
+			t.Fatalf("transaction %d came out where %d was due", txn.Xid, want)
+		}
+		if fromSpill {
+			spilled++
+		}
+		ra.pop(txn, fromSpill)
+	}
+	if err := <-placed; err != nil {
+		t.Fatal(err)
+	}
+	if spilled == 0 || spilled == n {
+		t.Errorf("%d of %d came from the spill; the test wants both ways used", spilled, n)
+	}
+}
+
+// TestSpillThatCannotWriteTurnsOff checks that a spill whose file cannot be
+// made refuses once with errSpillOff, then quietly: the read-ahead goes on
+// in memory and the session does not end over it.
+func TestSpillThatCannotWriteTurnsOff(t *testing.T) {
+	rel := &Relation{ID: 1, Name: "t"}
+	sp := newSpill(1<<20, filepath.Join(t.TempDir(), "missing"))
+	defer sp.close()
+	if ok, err := sp.put(spilledTxn(1, rel)); ok || !errors.Is(err, errSpillOff) {
+		t.Fatalf("put into a missing directory: %v, %v; want errSpillOff", ok, err)
+	}
+	if ok, err := sp.put(spilledTxn(2, rel)); ok || err != nil {
+		t.Fatalf("put after giving up: %v, %v; want a quiet refusal", ok, err)
 	}
 }

@@ -37,6 +37,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -378,7 +379,9 @@ func (s *Stream) session(ctx context.Context, handled *uint64) (err error) {
 	enqueue := func(t *Txn) (stop bool, err error) {
 		for {
 			placed, err := ra.place(t)
-			if err != nil {
+			if errors.Is(err, errSpillOff) {
+				s.log.Warn("reading ahead in memory only", "err", err)
+			} else if err != nil {
 				return false, err
 			}
 			if placed {
@@ -488,6 +491,7 @@ func (s *Stream) session(ctx context.Context, handled *uint64) (err error) {
 // quit is closed, ctx ends or the handler fails. *handled is the end of the
 // last one handed over.
 func (s *Stream) handle(ctx context.Context, ra *readAhead, quit <-chan struct{}, handled *uint64) error {
+	var last uint64 // end of the last transaction taken in this session
 	for {
 		select { // first: a queued transaction must not win over the end
 		case <-quit:
@@ -500,6 +504,12 @@ func (s *Stream) handle(ctx context.Context, ra *readAhead, quit <-chan struct{}
 		if err != nil || t == nil {
 			return err
 		}
+		// Commit order is what makes skipping by *handled safe: a bug
+		// that broke it would drop transactions, so it stops the session.
+		if t.EndLSN <= last {
+			return fmt.Errorf("transaction %d (end %s) read ahead after one ending at %s", t.Xid, pglogrepl.LSN(t.EndLSN), pglogrepl.LSN(last))
+		}
+		last = t.EndLSN
 		if t.EndLSN > *handled { // not streamed again after a reconnect
 			if err := s.handler.HandleTxn(ctx, t); err != nil {
 				return fmt.Errorf("handle transaction %d: %w", t.Xid, err)
@@ -524,6 +534,11 @@ type readAhead struct {
 	// handler that it holds some.
 	spill   *spill
 	spilled chan struct{}
+	// mu makes "memory or spill" one decision on both sides: without it
+	// the handler could find memory empty, the reader then queue one
+	// transaction in memory and spill the next, and the handler take the
+	// spilled one first.
+	mu sync.Mutex
 }
 
 const minTxnBytes = 512
@@ -539,14 +554,18 @@ func newReadAhead(limit int64) *readAhead {
 // place queues t in memory, or in the spill when memory is full or the
 // spill holds earlier transactions. It returns false when neither has room.
 func (ra *readAhead) place(t *Txn) (bool, error) {
-	// Only this caller adds to the spill, so it cannot become active
-	// between the check and the push.
-	if (ra.spill == nil || !ra.spill.active()) && ra.fits(t) {
-		ra.push(t)
-		return true, nil
-	}
 	if ra.spill == nil {
+		if ra.fits(t) {
+			ra.push(t)
+			return true, nil
+		}
 		return false, nil
+	}
+	ra.mu.Lock()
+	defer ra.mu.Unlock()
+	if !ra.spill.active() && ra.fits(t) {
+		ra.push(t) // does not block: fits checked the channel's room
+		return true, nil
 	}
 	ok, err := ra.spill.put(t)
 	if ok {
@@ -555,24 +574,38 @@ func (ra *readAhead) place(t *Txn) (bool, error) {
 	return ok, err
 }
 
+// taken returns, without waiting, the oldest transaction read ahead: from
+// memory while it holds any (it is older than the spill's), else from the
+// spill.
+func (ra *readAhead) taken() (t *Txn, fromSpill bool, err error) {
+	if ra.spill == nil {
+		select {
+		case t = <-ra.q:
+		default:
+		}
+		return t, false, nil
+	}
+	ra.mu.Lock()
+	defer ra.mu.Unlock()
+	if len(ra.q) > 0 {
+		return <-ra.q, false, nil // only this caller receives
+	}
+	t, err = ra.spill.take()
+	return t, t != nil, err
+}
+
 // next returns the oldest transaction read ahead, waiting for one until
 // quit or ctx ends (nil then). fromSpill says it was read back from the
 // spill, so that its bytes were never counted in memory.
 func (ra *readAhead) next(ctx context.Context, quit <-chan struct{}) (t *Txn, fromSpill bool, err error) {
 	for {
-		// Memory first: what it holds is older than what the spill holds.
-		select {
-		case t = <-ra.q:
-			return t, false, nil
-		default:
-		}
-		if ra.spill != nil {
-			if t, err = ra.spill.take(); t != nil || err != nil {
-				return t, true, err
-			}
+		if t, fromSpill, err = ra.taken(); t != nil || err != nil {
+			return t, fromSpill, err
 		}
 		select {
 		case t = <-ra.q:
+			// Pushed while the spill held nothing: anything spilled
+			// since is newer.
 			return t, false, nil
 		case <-ra.spilled:
 		case <-quit:
