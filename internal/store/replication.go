@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -192,12 +193,10 @@ func (s *Store) ClaimCursor(ctx context.Context, slot string) (uint64, error) {
 	case owner != server:
 		return 0, fmt.Errorf("walhook's records for slot %s were streamed from the Postgres server with system identifier %s, and database.url is server %s: ids are positions in one server's WAL, so these records cannot go on from this one; %s", slot, owner, server, remedy)
 	case lsn > current:
-		return 0, fmt.Errorf("walhook's cursor for slot %s (%s) is ahead of the outbox server's WAL (%s): the server was restored, or replaced by a standby that was behind, while walhook's records were kept; %s", slot, lsnText(lsn), lsnText(current), remedy)
+		return 0, fmt.Errorf("walhook's cursor for slot %s (%s) is ahead of the outbox server's WAL (%s): the server was restored, or replaced by a standby that was behind, while walhook's records were kept; %s", slot, pglogrepl.LSN(lsn), pglogrepl.LSN(current), remedy)
 	}
 	return uint64(lsn), nil
 }
-
-func lsnText(lsn int64) string { return fmt.Sprintf("%X/%X", uint64(lsn)>>32, uint32(lsn)) }
 
 // EmitHeartbeat writes a transactional logical message into the WAL so an
 // idle outbox still gives the slot a position to confirm.

@@ -53,6 +53,9 @@ func newSpill(limit int64, dir string) *spill {
 // active reports whether transactions wait in the file: until they are
 // read, later ones must follow them there.
 func (sp *spill) active() bool {
+	if sp == nil {
+		return false
+	}
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	return sp.pending > 0
@@ -65,6 +68,9 @@ func (sp *spill) active() bool {
 // refuses every transaction: the file is an optimisation, and a session
 // must not end over it.
 func (sp *spill) put(t *Txn) (bool, error) {
+	if sp == nil {
+		return false, nil
+	}
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	if sp.off || sp.full {
@@ -111,6 +117,9 @@ func (sp *spill) giveUp(err error) error {
 
 // take reads the oldest transaction of the file; nil when there is none.
 func (sp *spill) take() (*Txn, error) {
+	if sp == nil {
+		return nil, nil
+	}
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	if sp.pending == 0 {
@@ -148,6 +157,9 @@ func (sp *spill) take() (*Txn, error) {
 // close drops the file and what it holds: after a session, the server
 // streams again what was not made durable.
 func (sp *spill) close() {
+	if sp == nil {
+		return
+	}
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	if sp.f != nil {

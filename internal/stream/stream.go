@@ -294,9 +294,7 @@ func (s *Stream) session(ctx context.Context, handled *uint64) (err error) {
 		_ = conn.Close(context.WithoutCancel(ctx))
 		<-handlerDone
 		stopHandler()
-		if ra.spill != nil {
-			ra.spill.close()
-		}
+		ra.spill.close()
 		if herr != nil && ctx.Err() == nil && !errors.Is(err, herr) {
 			s.log.Warn("handing over a transaction failed as the stream stopped", "err", herr)
 		}
@@ -529,7 +527,8 @@ type readAhead struct {
 	bytes atomic.Int64
 	q     chan *Txn
 	room  chan struct{} // a transaction left the queue or the spill
-	// spill, when not nil, takes the transactions past the memory bound,
+	// spill, when not nil (a nil one holds nothing and takes nothing),
+	// takes the transactions past the memory bound,
 	// and all that follow them until it is drained; spilled signals the
 	// handler that it holds some.
 	spill   *spill
@@ -554,13 +553,6 @@ func newReadAhead(limit int64) *readAhead {
 // place queues t in memory, or in the spill when memory is full or the
 // spill holds earlier transactions. It returns false when neither has room.
 func (ra *readAhead) place(t *Txn) (bool, error) {
-	if ra.spill == nil {
-		if ra.fits(t) {
-			ra.push(t)
-			return true, nil
-		}
-		return false, nil
-	}
 	ra.mu.Lock()
 	defer ra.mu.Unlock()
 	if !ra.spill.active() && ra.fits(t) {
@@ -578,13 +570,6 @@ func (ra *readAhead) place(t *Txn) (bool, error) {
 // memory while it holds any (it is older than the spill's), else from the
 // spill.
 func (ra *readAhead) taken() (t *Txn, fromSpill bool, err error) {
-	if ra.spill == nil {
-		select {
-		case t = <-ra.q:
-		default:
-		}
-		return t, false, nil
-	}
 	ra.mu.Lock()
 	defer ra.mu.Unlock()
 	if len(ra.q) > 0 {
