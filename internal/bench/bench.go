@@ -325,6 +325,12 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	var stateBefore pgSnapshot
+	if r.stateDSN != "" {
+		if stateBefore, err = snapshotPG(ctx, r.stateDSN, false); err != nil {
+			return nil, err
+		}
+	}
 	prod, err := newProducer(ctx, producerOptions{
 		DSN: r.dsn, Table: outboxTable, Conns: cfg.Conns, RowsPerTxn: cfg.RowsPerTxn,
 		Rate: cfg.Rate, PayloadBytes: cfg.PayloadBytes, Clock: r.clk,
@@ -371,6 +377,14 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	var stateTables map[string]tupleCounts
+	if r.stateDSN != "" {
+		stateAfter, err := snapshotPG(ctx, r.stateDSN, true)
+		if err != nil {
+			return nil, err
+		}
+		stateTables, _ = stateAfter.since(stateBefore)
+	}
 	rawAfter, err := rawHTTP("after")
 	if err != nil {
 		return nil, err
@@ -381,6 +395,7 @@ func (r *run) execute(ctx context.Context) (*Report, error) {
 	rep := r.report(m, warm, producerAlone, raw, pgs)
 	tables, wal := pgAfter.since(pgBefore)
 	r.postgresRows(rep, tables, wal, statsDeliveries)
+	rep.Postgres.StateTables = stateTables
 	if cfg.Keep {
 		rep.TempDir = dir
 	}

@@ -172,6 +172,8 @@ type PostgresStats struct {
 	WALBytesPerDelivery float64                `json:"wal_bytes_per_delivery"`
 	BySchema            map[string]tupleCounts `json:"by_schema"`
 	Tables              map[string]tupleCounts `json:"tables"`
+	// StateTables are the state server's tables over the same span.
+	StateTables map[string]tupleCounts `json:"state_tables,omitempty"`
 }
 
 // MachineStats put the numbers in context: on a small machine walhook,
@@ -337,14 +339,13 @@ func (r *Report) WriteText(w io.Writer) {
 		p("                  schema %-8s %.2f ins, %.2f upd, %.2f del per delivery", schema,
 			ratio(float64(t.Inserted), float64(pg.StatsDeliveries)), ratio(float64(t.Updated), float64(pg.StatsDeliveries)), ratio(float64(t.Deleted), float64(pg.StatsDeliveries)))
 	}
-	tables := slices.Sorted(maps.Keys(pg.Tables))
-	var parts []string
-	for _, name := range tables {
-		t := pg.Tables[name]
-		parts = append(parts, fmt.Sprintf("%s +%d/~%d", name, t.Inserted, t.Updated))
-	}
-	if len(parts) > 0 {
-		p("                  tables (ins/upd): %s", strings.Join(parts, ", "))
+	for _, t := range []struct {
+		label  string
+		tables map[string]tupleCounts
+	}{{"tables", pg.Tables}, {"state server's tables", pg.StateTables}} {
+		if len(t.tables) > 0 {
+			p("                  %s (ins/upd): %s", t.label, tableList(t.tables))
+		}
 	}
 	p("machine         %d CPUs, %.0f%% busy during the window (%.1f%% stolen by the hypervisor); CPU of the bench process (producer, receivers) %.2f s, of everything else %.2f s",
 		r.Machine.CPUs, r.Machine.BusyPercent, r.Machine.StealPercent, r.Machine.BenchCPUSeconds, r.Machine.OtherCPUSeconds)
@@ -374,4 +375,14 @@ func attemptClasses(m map[string]float64) string {
 	}
 	sort.Strings(parts)
 	return strings.Join(parts, " ")
+}
+
+// tableList lists tables' inserts and updates.
+func tableList(tables map[string]tupleCounts) string {
+	var parts []string
+	for _, name := range slices.Sorted(maps.Keys(tables)) {
+		t := tables[name]
+		parts = append(parts, fmt.Sprintf("%s +%d/~%d", name, t.Inserted, t.Updated))
+	}
+	return strings.Join(parts, ", ")
 }

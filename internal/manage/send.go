@@ -52,7 +52,7 @@ func (s *Service) TestEndpoint(ctx context.Context, id string, tenant *string) (
 		return TestResult{}, err
 	}
 	now := time.Now().UTC().Truncate(time.Microsecond) // what Postgres keeps
-	ev := store.Event{ID: store.NewID("evt_"), Type: TestEventType, TenantID: e.TenantID, CreatedAt: now, ReceivedAt: now}
+	ev := store.Event{ID: store.NewID("evt_"), Type: TestEventType, TenantID: e.TenantID, CreatedAt: now, ReceivedAt: now, CommittedAt: now}
 	ev.Payload, err = json.Marshal(map[string]string{
 		"endpoint_id": e.ID,
 		"message":     "This is a test event sent by walhook. It reached only this endpoint.",

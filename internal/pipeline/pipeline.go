@@ -148,7 +148,7 @@ func (p *Pipeline) HandleTxn(ctx context.Context, txn *stream.Txn) error {
 				}
 				rec.Deliveries = append(rec.Deliveries, store.Delivery{
 					ID: id, EndpointID: ep.ID, EventID: ev.ID, EventType: ev.Type, TenantID: ev.TenantID,
-					Status: store.StatusPending, MaxAttempts: maxAttempts, CreatedAt: now, UpdatedAt: now,
+					Status: store.StatusPending, MaxAttempts: maxAttempts, CreatedAt: txn.CommitTime, UpdatedAt: now,
 				})
 				j := chunks.next(ep, len(txn.Changes)-i)
 				*j = delivery.Job{
@@ -295,7 +295,7 @@ func (p *Pipeline) decode(c *stream.Change, txn *stream.Txn, index int, now time
 	}
 	ev := store.Event{
 		ID: store.EventID(txn.CommitLSN, index), Type: p.typeName(typ), Payload: payload, OutboxID: string(outboxID),
-		LSN: txn.CommitLSN, CreatedAt: txn.CommitTime, ReceivedAt: now,
+		LSN: txn.CommitLSN, CreatedAt: txn.CommitTime, ReceivedAt: now, CommittedAt: txn.CommitTime,
 	}
 	if tenant, ok := get(ob.TenantID); ok && tenant != nil {
 		ev.TenantID = string(tenant)

@@ -15,8 +15,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// PageKey is a position in a newest-first list (created_at DESC, id DESC):
-// the created_at and id of the last row of the previous page.
+// PageKey is a position in a newest-first list: the created_at and id of
+// the last row of the previous page. Lists of deliveries, which are in id
+// order, use the id alone.
 type PageKey struct {
 	CreatedAt time.Time
 	ID        string
@@ -26,8 +27,12 @@ type PageKey struct {
 // conditions, their parameters, then order and limit.
 type listing struct {
 	alias string // "d." or "" for an unaliased table
-	where []string
-	args  []any
+	// idFloor, when set, makes the list one in id order, for tables whose
+	// ids begin with their creation time: idFloor(t) is the least id of a
+	// row created at t or later.
+	idFloor func(time.Time) string
+	where   []string
+	args    []any
 }
 
 // arg adds a parameter and returns its placeholder.
@@ -50,10 +55,23 @@ func (l *listing) tenant(t *string) {
 	}
 }
 
-// page adds the time range and cursor conditions on created_at and id. The
-// row comparison keeps the (created_at, id) indexes usable, read backwards.
+// page adds the time range and cursor conditions: on created_at and id,
+// as a row comparison that keeps the (created_at, id) indexes usable read
+// backwards, or on the id alone for a list in id order.
 func (l *listing) page(since, until time.Time, before *PageKey) {
 	a := l.alias
+	if l.idFloor != nil {
+		if !since.IsZero() {
+			l.where = append(l.where, a+"id >= "+l.arg(l.idFloor(since)))
+		}
+		if !until.IsZero() {
+			l.where = append(l.where, a+"id < "+l.arg(l.idFloor(until)))
+		}
+		if before != nil {
+			l.where = append(l.where, a+"id < "+l.arg(before.ID))
+		}
+		return
+	}
 	if !since.IsZero() {
 		l.where = append(l.where, a+"created_at >= "+l.arg(since))
 	}
@@ -71,7 +89,11 @@ func (l *listing) sql(selectFrom string, limit int) string {
 	if len(l.where) > 0 {
 		sql += " WHERE " + strings.Join(l.where, " AND ")
 	}
-	sql += " ORDER BY " + l.alias + "created_at DESC, " + l.alias + "id DESC"
+	if l.idFloor != nil {
+		sql += " ORDER BY " + l.alias + "id DESC"
+	} else {
+		sql += " ORDER BY " + l.alias + "created_at DESC, " + l.alias + "id DESC"
+	}
 	if limit > 0 {
 		sql += " LIMIT " + l.arg(limit)
 	}
@@ -285,9 +307,9 @@ func (s *Store) RecordSent(ctx context.Context, ev *Event, d *Delivery, a *Attem
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
 	var q pgx.Batch
-	q.Queue(`INSERT INTO events (id, event_type, tenant_id, payload, outbox_id, lsn, created_at, received_at)
-		VALUES ($1, $2, $3, $4, NULL, $5, $6, $7)`,
-		ev.ID, ev.Type, nullString(ev.TenantID), ev.Payload, int64(ev.LSN), ev.CreatedAt, ev.ReceivedAt)
+	q.Queue(`INSERT INTO events (id, event_type, tenant_id, payload, outbox_id, lsn, created_at, received_at, committed_at)
+		VALUES ($1, $2, $3, $4, NULL, $5, $6, $7, $8)`,
+		ev.ID, ev.Type, nullString(ev.TenantID), ev.Payload, int64(ev.LSN), ev.CreatedAt, ev.ReceivedAt, nullTime(ev.CommittedAt))
 	q.Queue(`INSERT INTO deliveries (id, endpoint_id, event_id, event_type, tenant_id, status, attempts, max_attempts,
 			next_retry_at, last_status_code, last_response, last_error, created_at, updated_at, delivered_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/walhook/walhook/internal/pgtest"
 	"github.com/walhook/walhook/internal/store"
 )
 
@@ -120,4 +121,107 @@ func TestRotationsAndTheirExpiry(t *testing.T) {
 	if _, err := s.RotateSecret(ctx, "ep_nobody", nil, "whsec_x", time.Minute); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("rotate unknown: %v", err)
 	}
+}
+
+// TestAnEventsDeliveriesAreFoundByItsCommitTime lists the deliveries of
+// events recorded before migration 0009 (which backfills their commit
+// times from the delivery ids) and after it: an event's deliveries are the
+// ids that begin with its commit time, and of those, its own.
+func TestAnEventsDeliveriesAreFoundByItsCommitTime(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	s, err := store.Open(ctx, db.DSN, "walhook", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if err := s.MigrateUpTo(ctx, 8); err != nil {
+		t.Fatal(err)
+	}
+	t1 := time.Date(2026, 11, 24, 10, 0, 0, 123456000, time.UTC)
+	id := store.DeliveryID
+	// Before 0009: created_at was when walhook recorded a delivery, after
+	// the commit time its id carries.
+	legacy := []struct{ event, endpoint string }{{"evt_l1", "ep_a"}, {"evt_l1", "ep_b"}, {"evt_l2", "ep_a"}}
+	for _, l := range legacy {
+		if _, err := s.Pool().Exec(ctx, `INSERT INTO events (id, event_type, payload, lsn, created_at, received_at)
+				VALUES ($1, 't', '{}', 1, $2, $2) ON CONFLICT DO NOTHING`, l.event, t1.Add(5*time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Pool().Exec(ctx, `INSERT INTO deliveries (id, endpoint_id, event_id, event_type, status, max_attempts, created_at, updated_at)
+				VALUES ($1, $2, $3, 't', 'delivered', 5, $4, $4)`, id(t1, l.event, l.endpoint), l.endpoint, l.event, t1.Add(5*time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Pool().Exec(ctx, `INSERT INTO events (id, event_type, payload, lsn, created_at, received_at)
+			VALUES ('evt_l3', 't', '{}', 1, $1, $1)`, t1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	t2, sent := t1.Add(time.Hour), t1.Add(2*time.Hour)
+	b := &store.Batch{}
+	for _, e := range []struct {
+		event     string
+		committed time.Time
+		endpoints []string
+	}{{"evt_n1", t2, []string{"ep_a", "ep_b", "ep_c"}}, {"evt_n2", t2, []string{"ep_a"}}, {"evt_sent", sent, []string{"ep_b"}}} {
+		b.Events = append(b.Events, store.Event{ID: e.event, Type: "t", Payload: []byte(`{}`), CreatedAt: t1, ReceivedAt: sent, CommittedAt: e.committed})
+		for _, ep := range e.endpoints {
+			b.Deliveries = append(b.Deliveries, store.Delivery{ID: id(e.committed, e.event, ep), EndpointID: ep, EventID: e.event,
+				EventType: "t", Status: store.StatusPending, MaxAttempts: 5, CreatedAt: e.committed, UpdatedAt: sent})
+		}
+	}
+	if err := s.WriteBatch(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tt := range []struct {
+		name, event string
+		want        []string
+	}{
+		{"recorded before, two endpoints", "evt_l1", []string{id(t1, "evt_l1", "ep_a"), id(t1, "evt_l1", "ep_b")}},
+		{"recorded before, same commit as another", "evt_l2", []string{id(t1, "evt_l2", "ep_a")}},
+		{"recorded before, no subscriber", "evt_l3", nil},
+		{"recorded after, three endpoints", "evt_n1", []string{id(t2, "evt_n1", "ep_a"), id(t2, "evt_n1", "ep_b"), id(t2, "evt_n1", "ep_c")}},
+		{"recorded after, same commit as another", "evt_n2", []string{id(t2, "evt_n2", "ep_a")}},
+		{"a test send", "evt_sent", []string{id(sent, "evt_sent", "ep_b")}},
+		{"no such event", "evt_none", nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			list, err := s.ListDeliveries(ctx, store.DeliveryFilter{EventID: tt.event})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, d := range list {
+				got = append(got, d.ID)
+			}
+			want := slices.Clone(tt.want)
+			slices.Sort(want)
+			slices.Reverse(want) // newest first: descending ids
+			if !slices.Equal(got, want) {
+				t.Fatalf("deliveries of %s = %v, want %v", tt.event, got, want)
+			}
+		})
+	}
+	t.Run("every list is in creation order, then by id", func(t *testing.T) {
+		list, err := s.ListDeliveries(ctx, store.DeliveryFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var times []time.Time
+		for _, d := range list {
+			times = append(times, d.CreatedAt)
+		}
+		if len(list) != 8 || !slices.IsSortedFunc(times, func(a, b time.Time) int { return b.Compare(a) }) {
+			t.Fatalf("%d deliveries created at %v, want 8 newest first", len(list), times)
+		}
+		since, err := s.ListDeliveries(ctx, store.DeliveryFilter{Since: t2, Until: sent})
+		if err != nil || len(since) != 4 {
+			t.Fatalf("created in [t2, sent): %d deliveries, %v; want evt_n1's and evt_n2's 4", len(since), err)
+		}
+	})
 }

@@ -135,7 +135,7 @@ func (s *Store) copyNewRows(ctx context.Context, tx pgx.Tx, b *Batch) error {
 			size += 128 + len(b.Events[i].Payload)
 		}
 		if err := s.copyIn(ctx, tx, "events",
-			[]string{"id", "event_type", "tenant_id", "payload", "outbox_id", "lsn", "created_at", "received_at"}, size,
+			[]string{"id", "event_type", "tenant_id", "payload", "outbox_id", "lsn", "created_at", "received_at", "committed_at"}, size,
 			func(c *copyData) {
 				for i := range b.Events {
 					e := &b.Events[i]
@@ -148,6 +148,7 @@ func (s *Store) copyNewRows(ctx context.Context, tx pgx.Tx, b *Batch) error {
 					c.int8(int64(e.LSN))
 					c.timestamptz(e.CreatedAt)
 					c.timestamptz(e.ReceivedAt)
+					c.optTimestamptz(e.CommittedAt)
 				}
 			}); err != nil {
 			return err

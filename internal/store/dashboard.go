@@ -27,7 +27,8 @@ type Activity struct {
 
 // EndpointActivity returns the activity of each endpoint in ids over the
 // ActivityHours before now (endpoints without deliveries are absent). Both
-// queries run on the (endpoint_id, created_at) index of deliveries.
+// queries run on the (endpoint_id, id) index of deliveries: ids begin with
+// their creation time.
 func (s *Store) EndpointActivity(ctx context.Context, ids []string, now time.Time) (map[string]*Activity, error) {
 	out := map[string]*Activity{}
 	if len(ids) == 0 {
@@ -46,8 +47,8 @@ func (s *Store) EndpointActivity(ctx context.Context, ids []string, now time.Tim
 			count(*) FILTER (WHERE d.status = 'delivered'), count(*) FILTER (WHERE d.status = 'failed'),
 			count(*) FILTER (WHERE d.status = 'retrying'), count(*) FILTER (WHERE d.status = 'pending')
 		FROM deliveries d
-		WHERE d.endpoint_id = ANY($1) AND d.created_at > $2::timestamptz - $3 * interval '1 hour'
-		GROUP BY 1, 2`, ids, now, ActivityHours)
+		WHERE d.endpoint_id = ANY($1) AND d.id >= $4
+		GROUP BY 1, 2`, ids, now, ActivityHours, DeliveryIDFloor(now.Add(-ActivityHours*time.Hour)))
 	if err != nil {
 		return nil, fmt.Errorf("endpoint activity: %w", err)
 	}
@@ -70,7 +71,7 @@ func (s *Store) EndpointActivity(ctx context.Context, ids []string, now time.Tim
 	}
 	rows, err = s.pool.Query(ctx, `SELECT e.id, l.created_at FROM unnest($1::text[]) AS e(id)
 		CROSS JOIN LATERAL (SELECT d.created_at FROM deliveries d WHERE d.endpoint_id = e.id
-			ORDER BY d.created_at DESC LIMIT 1) l`, ids)
+			ORDER BY d.id DESC LIMIT 1) l`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("endpoint last delivery: %w", err)
 	}

@@ -45,18 +45,35 @@ type DeliveryFilter struct {
 	Limit  int // 0: no limit
 }
 
-// ListDeliveries returns deliveries newest first.
+// ListDeliveries returns deliveries newest first: in id order, which is the
+// order of their creation times (see DeliveryID).
 func (s *Store) ListDeliveries(ctx context.Context, f DeliveryFilter) ([]*Delivery, error) {
-	sql, args := deliveriesQuery(f)
+	var committed time.Time
+	if f.EventID != "" {
+		err := s.pool.QueryRow(ctx, `SELECT committed_at FROM events WHERE id = $1 AND committed_at IS NOT NULL`, f.EventID).Scan(&committed)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, nil // no such event, or one recorded without deliveries before migration 0009
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list deliveries of event %s: %w", f.EventID, err)
+		}
+	}
+	sql, args := deliveriesQuery(f, committed)
 	return queryAll(ctx, s.pool, "list deliveries", sql, args, func(r pgx.Row) (*Delivery, error) { return scanDelivery(r) })
 }
 
-func deliveriesQuery(f DeliveryFilter) (string, []any) {
-	l := listing{alias: "d."}
+// deliveriesQuery is f's list; committed is the commit time of the event
+// f.EventID. An event's deliveries were all created at that time, so they
+// are the range of ids that begin with it, which the primary key finds.
+func deliveriesQuery(f DeliveryFilter, committed time.Time) (string, []any) {
+	l := listing{alias: "d.", idFloor: DeliveryIDFloor}
 	l.tenant(f.Tenant)
 	l.eq("endpoint_id", f.EndpointID)
 	l.eq("status", string(f.Status))
-	l.eq("event_id", f.EventID)
+	if f.EventID != "" {
+		l.eq("event_id", f.EventID)
+		l.page(committed, committed.Add(time.Microsecond), nil)
+	}
 	l.eq("event_type", f.EventType)
 	l.page(f.Since, f.Until, f.Before)
 	return l.sql(`SELECT `+deliveryColumns+` FROM deliveries d`, f.Limit), l.args
@@ -243,6 +260,7 @@ func (s *Store) commitRequeue(ctx context.Context, tx pgx.Tx, endpointID string)
 
 // RecoverEndpoint re-queues, for one more attempt each, the failed
 // deliveries of an endpoint created at or after since, and returns how many.
+// Creation times are read from the ids, on the (endpoint_id, id) index.
 func (s *Store) RecoverEndpoint(ctx context.Context, endpointID string, tenant *string, since time.Time) (int, error) {
 	var exists bool
 	if err := s.outbox.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM endpoints WHERE id = $1 AND ($2::text IS NULL OR coalesce(tenant_id, '') = $2))`,
@@ -258,13 +276,13 @@ func (s *Store) RecoverEndpoint(ctx context.Context, endpointID string, tenant *
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
 	// Failed deliveries keep every attempt in attempts; this is for safety.
-	if _, err := tx.Exec(ctx, keepFoldedAttempt(`d.endpoint_id = $1 AND d.status = 'failed' AND d.created_at >= $2`), endpointID, since); err != nil {
+	if _, err := tx.Exec(ctx, keepFoldedAttempt(`d.endpoint_id = $1 AND d.status = 'failed' AND d.id >= $2`), endpointID, DeliveryIDFloor(since)); err != nil {
 		return 0, fmt.Errorf("recover endpoint %s: keep last attempts: %w", endpointID, err)
 	}
 	tag, err := tx.Exec(ctx, `UPDATE deliveries SET status = 'retrying', next_retry_at = now(),
 			max_attempts = greatest(max_attempts, attempts + 1), updated_at = now(),
 			last_attempt_at = NULL, last_duration_us = NULL
-		WHERE endpoint_id = $1 AND status = 'failed' AND created_at >= $2`, endpointID, since)
+		WHERE endpoint_id = $1 AND status = 'failed' AND id >= $2`, endpointID, DeliveryIDFloor(since))
 	if err != nil {
 		return 0, fmt.Errorf("recover endpoint %s: %w", endpointID, err)
 	}

@@ -57,12 +57,21 @@ func DeliveryID(committed time.Time, eventID, endpointID string) string {
 	h.Write([]byte(endpointID))
 	var sum [sha256.Size]byte
 	h.Sum(sum[:0])
-	us := min(max(committed.UnixMicro(), 0), 1<<52-1) // 13 hex digits last until 2112
-	b := make([]byte, 0, 4+13+13)
-	b = append(b, "msg_"...)
-	b = appendHex(b, uint64(us), 13)
+	b := appendDeliveryTime(make([]byte, 0, 4+13+13), committed)
 	b = idEncoding.AppendEncode(b, sum[:8])
 	return string(b)
+}
+
+// DeliveryIDFloor is the least id a delivery created at t or later can
+// have: deliveries in a time range are a range of ids.
+func DeliveryIDFloor(t time.Time) string {
+	return string(appendDeliveryTime(make([]byte, 0, 4+13), t))
+}
+
+func appendDeliveryTime(b []byte, t time.Time) []byte {
+	us := min(max(t.UnixMicro(), 0), 1<<52-1) // 13 hex digits last until 2112
+	b = append(b, "msg_"...)
+	return appendHex(b, uint64(us), 13)
 }
 
 // NewID returns prefix + 26 random base32 characters (128 bits).

@@ -55,6 +55,25 @@ func TestDeliveryIDs(t *testing.T) {
 			}
 		}
 	})
+	t.Run("the floor of a time is above every id before it and below every id from it on", func(t *testing.T) {
+		floor := DeliveryIDFloor(t0)
+		for _, c := range []struct {
+			at    time.Time
+			above bool
+		}{
+			{t0.Add(-time.Microsecond), false},
+			{t0.Add(-time.Hour), false},
+			{t0, true},
+			{t0.Add(time.Microsecond), true},
+			{t0.Add(1000 * time.Hour), true},
+		} {
+			for _, ep := range []string{"ep_a", "ep_b", "ep_zzzzzzzz"} {
+				if id := DeliveryID(c.at, event(9, 0), ep); (id >= floor) != c.above {
+					t.Errorf("%s at %s: id %s >= floor %s is %v", ep, c.at, id, floor, !c.above)
+				}
+			}
+		}
+	})
 	t.Run("the commit LSN is not shown to receivers", func(t *testing.T) {
 		if id := DeliveryID(t0, event(0xdeadbeef, 1), "ep_a"); strings.Contains(id, "deadbeef") {
 			t.Fatalf("%s shows the LSN", id)

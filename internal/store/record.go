@@ -45,6 +45,9 @@ type Event struct {
 	LSN        uint64
 	CreatedAt  time.Time
 	ReceivedAt time.Time
+	// CommittedAt is when the event was committed (sent, for a test), which
+	// is when its deliveries were created: ListDeliveries finds them by it.
+	CommittedAt time.Time
 }
 
 // Delivery is one event for one endpoint.
@@ -304,14 +307,17 @@ func queueNewRows(q *pgx.Batch, b *Batch, skip, deliveryConflict string) {
 	if n := len(b.Events); n > 0 {
 		ids, types, tenants, payloads := make([]string, n), make([]string, n), make([]*string, n), make([][]byte, n)
 		outbox, lsns, created, received := make([]*string, n), make([]int64, n), make([]time.Time, n), make([]time.Time, n)
+		committed := make([]*time.Time, n)
 		for i := range b.Events {
 			e := &b.Events[i]
 			ids[i], types[i], tenants[i], payloads[i] = e.ID, e.Type, optString(e.TenantID), e.Payload
 			outbox[i], lsns[i], created[i], received[i] = optString(e.OutboxID), int64(e.LSN), e.CreatedAt, e.ReceivedAt
+			committed[i] = optTime(e.CommittedAt)
 		}
 		queueInsert(q, "events", skip, column{"id", "text", ids}, column{"event_type", "text", types},
 			column{"tenant_id", "text", tenants}, column{"payload", "json", payloads}, column{"outbox_id", "text", outbox},
-			column{"lsn", "int8", lsns}, column{"created_at", "timestamptz", created}, column{"received_at", "timestamptz", received})
+			column{"lsn", "int8", lsns}, column{"created_at", "timestamptz", created}, column{"received_at", "timestamptz", received},
+			column{"committed_at", "timestamptz", committed})
 	}
 	if n := len(b.Deliveries); n > 0 {
 		ids, eps, events, types, tenants := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]*string, n)

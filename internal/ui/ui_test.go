@@ -162,8 +162,8 @@ func (b *bundle) endpoint(tenant, u string, events ...string) manage.Endpoint {
 func (b *bundle) delivery(ep manage.Endpoint, payload string, status store.Status, code int, response string) string {
 	b.t.Helper()
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	ev := store.Event{ID: store.NewID("evt_"), Type: "order.created", TenantID: ep.TenantID, Payload: []byte(payload), CreatedAt: now, ReceivedAt: now}
-	d := store.Delivery{ID: store.NewID("msg_"), EndpointID: ep.ID, EventID: ev.ID, EventType: ev.Type, TenantID: ep.TenantID,
+	ev := store.Event{ID: store.NewID("evt_"), Type: "order.created", TenantID: ep.TenantID, Payload: []byte(payload), CreatedAt: now, ReceivedAt: now, CommittedAt: now}
+	d := store.Delivery{ID: store.DeliveryID(now, ev.ID, ep.ID), EndpointID: ep.ID, EventID: ev.ID, EventType: ev.Type, TenantID: ep.TenantID,
 		Status: status, Attempts: 1, MaxAttempts: 5, LastStatusCode: code, LastResponse: response, CreatedAt: now, UpdatedAt: now}
 	if status == store.StatusDelivered {
 		d.DeliveredAt = now
