@@ -408,6 +408,8 @@ func (s *Server) observe(ctx context.Context, m *metrics.Metrics) {
 	for {
 		st := s.Stream.Status()
 		m.ReceivedLSN.Set(float64(st.Received))
+		m.ReadAheadBytes.Set(float64(st.ReadAheadBytes))
+		m.SpillBytes.Set(float64(st.SpillBytes))
 		if st.Connected {
 			m.StreamConnected.Set(1)
 		} else {

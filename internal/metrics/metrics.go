@@ -60,6 +60,8 @@ type Metrics struct {
 	ReceivedLSN     prometheus.Gauge
 	ConfirmedLSN    prometheus.Gauge
 	StreamConnected prometheus.Gauge
+	ReadAheadBytes  prometheus.Gauge
+	SpillBytes      prometheus.Gauge
 	BatchRows       prometheus.Histogram
 	FlushDuration   prometheus.Histogram
 	BuildInfo       *prometheus.GaugeVec
@@ -174,6 +176,12 @@ func New(reg prometheus.Registerer) *Metrics {
 		StreamConnected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "walhook_replication_connected", Help: "1 while the replication stream is connected.",
 		}),
+		ReadAheadBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "walhook_replication_read_ahead_bytes", Help: "Bytes of transactions received and waiting in memory for the pipeline (replication.read_ahead_bytes bounds it).",
+		}),
+		SpillBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "walhook_replication_spill_bytes", Help: "Bytes of transactions received and waiting in the read-ahead's file (replication.spill_bytes bounds it): a backlog walhook is working through.",
+		}),
 		BatchRows: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "walhook_store_batch_rows", Help: "Rows written per group commit.",
 			Buckets: prometheus.ExponentialBuckets(1, 4, 9),
@@ -187,7 +195,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"version", "goversion"}),
 	}
 	reg.MustRegister(m.Events, m.DeadLetters, m.Deliveries, m.Attempts, m.AttemptDuration, m.EndToEnd, m.InFlight,
-		m.RetryScheduled, m.RetryDue, m.ReceivedLSN, m.ConfirmedLSN, m.StreamConnected, m.BatchRows, m.FlushDuration, m.BuildInfo,
+		m.RetryScheduled, m.RetryDue, m.ReceivedLSN, m.ConfirmedLSN, m.StreamConnected, m.ReadAheadBytes, m.SpillBytes, m.BatchRows, m.FlushDuration, m.BuildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.children = map[*prometheus.CounterVec]map[string]prometheus.Counter{}
 	m.resolve(m.Events, EventRouted, EventNoSubscriber, EventDeadLettered)

@@ -61,6 +61,16 @@ func (sp *spill) active() bool {
 	return sp.pending > 0
 }
 
+// waiting is how many bytes of transactions wait in the file.
+func (sp *spill) waiting() int64 {
+	if sp == nil {
+		return 0
+	}
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	return sp.wOff - sp.rOff
+}
+
 // put writes t after the transactions already in the file. It returns
 // false, writing nothing, when the file has no room for it.
 //

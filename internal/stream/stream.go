@@ -158,9 +158,10 @@ type Stream struct {
 	log     *slog.Logger
 
 	connected    atomic.Bool
-	received     atomic.Uint64 // highest WAL position received
-	confirmed    atomic.Uint64 // highest flush position sent
-	lastActivity atomic.Int64  // unix nanos of the last message from the server
+	received     atomic.Uint64             // highest WAL position received
+	confirmed    atomic.Uint64             // highest flush position sent
+	lastActivity atomic.Int64              // unix nanos of the last message from the server
+	readAhead    atomic.Pointer[readAhead] // the session's; nil between sessions
 }
 
 // New makes a stream; Run starts it.
@@ -183,6 +184,10 @@ type Status struct {
 	Received     uint64
 	Confirmed    uint64
 	LastActivity time.Time
+	// ReadAheadBytes are taken by transactions read ahead in memory, and
+	// SpillBytes by those waiting in the read-ahead's file: a backlog the
+	// handler has yet to take.
+	ReadAheadBytes, SpillBytes int64
 }
 
 // Status reports the stream's state; safe from any goroutine.
@@ -190,6 +195,9 @@ func (s *Stream) Status() Status {
 	st := Status{Connected: s.connected.Load(), Received: s.received.Load(), Confirmed: s.confirmed.Load()}
 	if n := s.lastActivity.Load(); n != 0 {
 		st.LastActivity = time.Unix(0, n)
+	}
+	if ra := s.readAhead.Load(); ra != nil {
+		st.ReadAheadBytes, st.SpillBytes = ra.bytes.Load(), ra.spill.waiting()
 	}
 	return st
 }
@@ -261,6 +269,7 @@ func (s *Stream) session(ctx context.Context, handled *uint64) (err error) {
 	if s.opts.Spill > 0 {
 		ra.spill = newSpill(s.opts.Spill, s.opts.SpillDir)
 	}
+	s.readAhead.Store(ra)
 	hctx, stopHandler := context.WithCancel(ctx)
 	quit := make(chan struct{})
 	handlerDone := make(chan struct{}) // closed once herr is set
@@ -294,6 +303,7 @@ func (s *Stream) session(ctx context.Context, handled *uint64) (err error) {
 		_ = conn.Close(context.WithoutCancel(ctx))
 		<-handlerDone
 		stopHandler()
+		s.readAhead.Store(nil)
 		ra.spill.close()
 		if herr != nil && ctx.Err() == nil && !errors.Is(err, herr) {
 			s.log.Warn("handing over a transaction failed as the stream stopped", "err", herr)

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/walhook/walhook/internal/pgtest"
+	"github.com/walhook/walhook/internal/waitfor"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -600,7 +601,8 @@ func TestRunReturnsPromptlyWhenCancelledBetweenStatusUpdates(t *testing.T) {
 // TestReadsAheadWhileTheHandlerIsBusy: while the handler works on one
 // transaction, the stream goes on receiving the next ones up to its
 // read-ahead bound (so the server decodes on), and stops reading at the
-// bound; everything is still handed over once, in commit order.
+// bound; everything is still handed over once, in commit order. Its status
+// shows where what waits is, in memory or in the spill.
 func TestReadsAheadWhileTheHandlerIsBusy(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
@@ -645,6 +647,12 @@ func TestReadsAheadWhileTheHandlerIsBusy(t *testing.T) {
 					}
 					time.Sleep(5 * time.Millisecond)
 				}
+				// Memory takes one transaction past its bound when it holds
+				// none; the spill takes the rest.
+				st := s.Status()
+				if st.ReadAheadBytes == 0 || (st.SpillBytes > 0) != (tt.spill > 0) {
+					t.Fatalf("waiting: %d bytes in memory, %d in the spill; want some in memory, and in the spill: %v", st.ReadAheadBytes, st.SpillBytes, tt.spill > 0)
+				}
 			} else {
 				// Not reading on can only be seen over a while: ten status
 				// intervals, in which the other case reads all five.
@@ -660,6 +668,10 @@ func TestReadsAheadWhileTheHandlerIsBusy(t *testing.T) {
 					t.Fatalf("transaction %d handed over as %q", i, got)
 				}
 			}
+			waitfor.True(t, "nothing waiting once all is handed over", waitFor, func() bool {
+				st := s.Status()
+				return st.ReadAheadBytes == 0 && st.SpillBytes == 0
+			})
 		})
 	}
 }
