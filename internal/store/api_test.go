@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/walhook/walhook/internal/pgtest"
 	"github.com/walhook/walhook/internal/store"
 )
 
@@ -128,16 +127,8 @@ func TestRotationsAndTheirExpiry(t *testing.T) {
 // times from the delivery ids) and after it: an event's deliveries are the
 // ids that begin with its commit time, and of those, its own.
 func TestAnEventsDeliveriesAreFoundByItsCommitTime(t *testing.T) {
-	db := pgtest.New(t)
+	s := openAt(t, 8)
 	ctx := context.Background()
-	s, err := store.Open(ctx, db.DSN, "walhook", 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	if err := s.MigrateUpTo(ctx, 8); err != nil {
-		t.Fatal(err)
-	}
 	t1 := time.Date(2026, 11, 24, 10, 0, 0, 123456000, time.UTC)
 	id := store.DeliveryID
 	// Before 0009: created_at was when walhook recorded a delivery, after

@@ -16,7 +16,10 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
-func open(t *testing.T) *store.Store {
+func open(t *testing.T) *store.Store { return openAt(t, 0) }
+
+// openAt opens a store in a new database migrated up to version (0: all).
+func openAt(t *testing.T, version int) *store.Store {
 	t.Helper()
 	db := pgtest.New(t)
 	ctx := context.Background()
@@ -25,7 +28,11 @@ func open(t *testing.T) *store.Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	if err := s.Migrate(ctx); err != nil {
+	migrate := s.Migrate
+	if version > 0 {
+		migrate = func(ctx context.Context) error { return s.MigrateUpTo(ctx, version) }
+	}
+	if err := migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
 	return s
