@@ -12,8 +12,9 @@ import (
 
 // Cursors are opaque to clients: base64url of "<created_at in unix
 // microseconds>.<id>" of the last row of the page, which is exact
-// (Postgres keeps microseconds) and keyed like the (created_at DESC, id
-// DESC) indexes the lists read.
+// (Postgres keeps microseconds) and keyed like the lists' order: (created_at,
+// id), or the id alone for deliveries, whose ids begin with their creation
+// time.
 
 func encodeCursor(k store.PageKey) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(k.CreatedAt.UnixMicro(), 10) + "." + k.ID))

@@ -3,7 +3,9 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -152,20 +154,39 @@ func TestAnEventsDeliveriesAreFoundByItsCommitTime(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	t2, sent := t1.Add(time.Hour), t1.Add(2*time.Hour)
-	b := &store.Batch{}
-	for _, e := range []struct {
+	// After: a big batch (written by COPY) with evt_n1, evt_n2 and 70
+	// events of a later commit, a small one (unnest) with evt_n3, and a
+	// test send (RecordSent).
+	t2, sent, t3 := t1.Add(time.Hour), t1.Add(2*time.Hour), t1.Add(3*time.Hour)
+	type ev struct {
 		event     string
 		committed time.Time
 		endpoints []string
-	}{{"evt_n1", t2, []string{"ep_a", "ep_b", "ep_c"}}, {"evt_n2", t2, []string{"ep_a"}}, {"evt_sent", sent, []string{"ep_b"}}} {
-		b.Events = append(b.Events, store.Event{ID: e.event, Type: "t", Payload: []byte(`{}`), CreatedAt: t1, ReceivedAt: sent, CommittedAt: e.committed})
-		for _, ep := range e.endpoints {
-			b.Deliveries = append(b.Deliveries, store.Delivery{ID: id(e.committed, e.event, ep), EndpointID: ep, EventID: e.event,
-				EventType: "t", Status: store.StatusPending, MaxAttempts: 5, CreatedAt: e.committed, UpdatedAt: sent})
+	}
+	batch := func(evs []ev) *store.Batch {
+		b := &store.Batch{}
+		for _, e := range evs {
+			b.Events = append(b.Events, store.Event{ID: e.event, Type: "t", Payload: []byte(`{}`), CreatedAt: t1, ReceivedAt: sent, CommittedAt: e.committed})
+			for _, ep := range e.endpoints {
+				b.Deliveries = append(b.Deliveries, store.Delivery{ID: id(e.committed, e.event, ep), EndpointID: ep, EventID: e.event,
+					EventType: "t", Status: store.StatusPending, MaxAttempts: 5, CreatedAt: e.committed, UpdatedAt: sent})
+			}
+		}
+		return b
+	}
+	big := []ev{{"evt_n1", t2, []string{"ep_a", "ep_b", "ep_c"}}, {"evt_n2", t2, []string{"ep_a"}}}
+	for i := range 70 {
+		big = append(big, ev{fmt.Sprintf("evt_f%02d", i), t3, []string{"ep_a"}})
+	}
+	for _, b := range []*store.Batch{batch(big), batch([]ev{{"evt_n3", t2, []string{"ep_b"}}})} {
+		if err := s.WriteBatch(ctx, b); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if err := s.WriteBatch(ctx, b); err != nil {
+	testSend := batch([]ev{{"evt_sent", sent, []string{"ep_b"}}})
+	d := testSend.Deliveries[0]
+	d.Status, d.Attempts, d.LastStatusCode = store.StatusDelivered, 1, 200
+	if err := s.RecordSent(ctx, &testSend.Events[0], &d, &store.Attempt{DeliveryID: d.ID, Attempt: 1, EndpointID: d.EndpointID, StartedAt: sent, StatusCode: 200}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -178,6 +199,8 @@ func TestAnEventsDeliveriesAreFoundByItsCommitTime(t *testing.T) {
 		{"recorded before, no subscriber", "evt_l3", nil},
 		{"recorded after, three endpoints", "evt_n1", []string{id(t2, "evt_n1", "ep_a"), id(t2, "evt_n1", "ep_b"), id(t2, "evt_n1", "ep_c")}},
 		{"recorded after, same commit as another", "evt_n2", []string{id(t2, "evt_n2", "ep_a")}},
+		{"recorded after in a small batch", "evt_n3", []string{id(t2, "evt_n3", "ep_b")}},
+		{"recorded after, among many of a later commit", "evt_f07", []string{id(t3, "evt_f07", "ep_a")}},
 		{"a test send", "evt_sent", []string{id(sent, "evt_sent", "ep_b")}},
 		{"no such event", "evt_none", nil},
 	} {
@@ -204,15 +227,17 @@ func TestAnEventsDeliveriesAreFoundByItsCommitTime(t *testing.T) {
 			t.Fatal(err)
 		}
 		var times []time.Time
+		var ids []string
 		for _, d := range list {
-			times = append(times, d.CreatedAt)
+			times, ids = append(times, d.CreatedAt), append(ids, d.ID)
 		}
-		if len(list) != 8 || !slices.IsSortedFunc(times, func(a, b time.Time) int { return b.Compare(a) }) {
-			t.Fatalf("%d deliveries created at %v, want 8 newest first", len(list), times)
+		if len(list) != 79 || !slices.IsSortedFunc(times, func(a, b time.Time) int { return b.Compare(a) }) ||
+			!slices.IsSortedFunc(ids, func(a, b string) int { return strings.Compare(b, a) }) {
+			t.Fatalf("%d deliveries, created at %v, ids %v; want 79, newest first and by id descending", len(list), times, ids)
 		}
 		since, err := s.ListDeliveries(ctx, store.DeliveryFilter{Since: t2, Until: sent})
-		if err != nil || len(since) != 4 {
-			t.Fatalf("created in [t2, sent): %d deliveries, %v; want evt_n1's and evt_n2's 4", len(since), err)
+		if err != nil || len(since) != 5 {
+			t.Fatalf("created in [t2, sent): %d deliveries, %v; want evt_n1's, evt_n2's and evt_n3's 5", len(since), err)
 		}
 	})
 }

@@ -37,7 +37,9 @@ type DeliveryFilter struct {
 	EventID    string
 	EventType  string
 	Status     Status
-	// Since (inclusive) and Until (exclusive) bound created_at; zero: open.
+	// Since (inclusive) and Until (exclusive) bound the creation time the
+	// ids begin with (created_at, for rows recorded since migration 0009);
+	// zero: open.
 	Since, Until time.Time
 	// Before, when not nil, is the cursor: only rows after it in the
 	// newest-first order.
@@ -155,11 +157,13 @@ type DueDelivery struct {
 
 // LoadDue reads the deliveries among ids that are still unfinished and due by
 // now, with their payloads. Ids that were finished or rescheduled meanwhile
-// are left out: the scheduler's index may be stale, the table is not.
+// are left out: the scheduler's index may be stale, the table is not. A
+// pending one is due at once (its created_at is the commit time, on the
+// database's clock, which may run ahead of walhook's).
 func (s *Store) LoadDue(ctx context.Context, ids []string, now time.Time) ([]DueDelivery, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+deliveryColumns+`, e.payload, e.created_at
 		FROM deliveries d JOIN events e ON e.id = d.event_id
-		WHERE d.id = ANY($1) AND d.status IN ('pending', 'retrying') AND coalesce(d.next_retry_at, d.created_at) <= $2`, ids, now)
+		WHERE d.id = ANY($1) AND d.status IN ('pending', 'retrying') AND coalesce(d.next_retry_at, '-infinity') <= $2`, ids, now)
 	if err != nil {
 		return nil, fmt.Errorf("load due deliveries: %w", err)
 	}

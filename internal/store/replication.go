@@ -190,8 +190,13 @@ func (s *Store) ClaimCursor(ctx context.Context, slot string) (uint64, error) {
 	}
 	const remedy = "give walhook an empty state database (database.state_url) for this server, or, with one database, empty walhook's records (TRUNCATE walhook.events, walhook.deliveries, walhook.attempts, walhook.stream_cursors)"
 	switch {
+	case owner != server && lsn <= current:
+		// A new cluster with the same data (pg_upgrade, a dump restored
+		// into it) writes its WAL past every recorded position: walhook
+		// could go on, but only the operator knows the old server is gone.
+		return 0, fmt.Errorf("walhook's records for slot %s were streamed from the Postgres server with system identifier %s, and database.url is server %s: ids are positions in one server's WAL. If this server took over the same data in a new cluster (pg_upgrade, a dump restored into it) and the old one is gone, its WAL is past every recorded id: claim the records for it with UPDATE walhook.stream_cursors SET server_id = NULL WHERE slot = '%s'. Otherwise %s", slot, owner, server, slot, remedy)
 	case owner != server:
-		return 0, fmt.Errorf("walhook's records for slot %s were streamed from the Postgres server with system identifier %s, and database.url is server %s: ids are positions in one server's WAL, so these records cannot go on from this one; %s", slot, owner, server, remedy)
+		return 0, fmt.Errorf("walhook's records for slot %s were streamed from the Postgres server with system identifier %s, and database.url is server %s: ids are positions in one server's WAL, and this one's is behind them, so these records cannot go on from it; %s", slot, owner, server, remedy)
 	case lsn > current:
 		return 0, fmt.Errorf("walhook's cursor for slot %s (%s) is ahead of the outbox server's WAL (%s): the server was restored, or replaced by a standby that was behind, while walhook's records were kept; %s", slot, pglogrepl.LSN(lsn), pglogrepl.LSN(current), remedy)
 	}

@@ -58,7 +58,7 @@ func Open(ctx context.Context, dsn, schema string, maxConns int) (*Store, error)
 }
 
 // OpenSplit is Open with walhook's state in the database of stateDSN, when
-// it is neither empty nor dsn, the outbox's database.
+// it is neither empty nor the outbox's database (however its URL is spelt).
 func OpenSplit(ctx context.Context, dsn, stateDSN, schema string, maxConns int) (*Store, error) {
 	outbox, err := openPool(ctx, dsn, schema, maxConns)
 	if err != nil {
@@ -68,10 +68,28 @@ func OpenSplit(ctx context.Context, dsn, stateDSN, schema string, maxConns int) 
 	if stateDSN == "" || stateDSN == dsn {
 		return st, nil
 	}
-	if st.pool, err = openPool(ctx, stateDSN, schema, maxConns); err != nil {
+	state, err := openPool(ctx, stateDSN, schema, maxConns)
+	if err != nil {
 		outbox.Close()
 		return nil, fmt.Errorf("state database: %w", err)
 	}
+	// Two pools over one database would split what must be one
+	// transaction (a retry and its signal), and take walhook's own
+	// unfinished deliveries for ones left behind beside the outbox.
+	var ids [2]string
+	for i, p := range []*pgxpool.Pool{outbox, state} {
+		if err := p.QueryRow(ctx, `SELECT system_identifier::text || '/' || pg_postmaster_start_time()::text || '/' || current_database()
+			FROM pg_control_system()`).Scan(&ids[i]); err != nil {
+			outbox.Close()
+			state.Close()
+			return nil, fmt.Errorf("identify the databases: %w", err)
+		}
+	}
+	if ids[0] == ids[1] {
+		state.Close()
+		return st, nil
+	}
+	st.pool = state
 	return st, nil
 }
 

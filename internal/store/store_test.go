@@ -491,6 +491,7 @@ func TestClaimCursorRefusesRecordsOfAnotherServer(t *testing.T) {
 	cases := []struct {
 		name    string
 		split   bool
+		respelt bool   // the state database is the outbox's, under another URL
 		prepare string // SQL run first, in the outbox's database
 		wantErr string // "" = claimed
 		cursor  uint64
@@ -499,8 +500,11 @@ func TestClaimCursorRefusesRecordsOfAnotherServer(t *testing.T) {
 		{name: "a cursor recorded from this server goes on", prepare: `INSERT INTO walhook.stream_cursors (slot, lsn, updated_at, server_id)
 			SELECT 'walhook', 16, now(), system_identifier::text FROM pg_control_system()`, cursor: 16},
 		{name: "a cursor of before the check is claimed", prepare: `INSERT INTO walhook.stream_cursors (slot, lsn, updated_at) VALUES ('walhook', 16, now())`, cursor: 16},
-		{name: "records streamed from another server are refused", prepare: `INSERT INTO walhook.stream_cursors (slot, lsn, updated_at, server_id) VALUES ('walhook', 16, now(), '42')`,
-			wantErr: "system identifier 42"},
+		{name: "records streamed from another server are refused, with the way to claim them", prepare: `INSERT INTO walhook.stream_cursors (slot, lsn, updated_at, server_id) VALUES ('walhook', 16, now(), '42')`,
+			wantErr: "SET server_id = NULL WHERE slot = 'walhook'"},
+		{name: "records of another server ahead of this one's WAL are refused", prepare: `INSERT INTO walhook.stream_cursors (slot, lsn, updated_at, server_id)
+			SELECT 'walhook', pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint + (1::bigint << 40), now(), '42'`,
+			wantErr: "this one's is behind them"},
 		{name: "a cursor ahead of the server's WAL is refused", prepare: `INSERT INTO walhook.stream_cursors (slot, lsn, updated_at)
 			SELECT 'walhook', pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint + (1::bigint << 40), now()`,
 			wantErr: "ahead of the outbox server's WAL"},
@@ -508,6 +512,9 @@ func TestClaimCursorRefusesRecordsOfAnotherServer(t *testing.T) {
 			prepare: `INSERT INTO walhook.deliveries (id, endpoint_id, event_id, event_type, status, max_attempts, next_retry_at, created_at, updated_at)
 				VALUES ('d1', 'ep', 'e1', 'order.created', 'retrying', 5, now(), now(), now())`,
 			wantErr: "1 unfinished deliveries"},
+		{name: "the outbox's database under another URL is one database", respelt: true,
+			prepare: `INSERT INTO walhook.deliveries (id, endpoint_id, event_id, event_type, status, max_attempts, next_retry_at, created_at, updated_at)
+				VALUES ('d1', 'ep', 'e1', 'order.created', 'retrying', 5, now(), now(), now())`},
 		{name: "a state database starts when none is left", split: true,
 			prepare: `INSERT INTO walhook.deliveries (id, endpoint_id, event_id, event_type, status, max_attempts, created_at, updated_at)
 				VALUES ('d1', 'ep', 'e1', 'order.created', 'delivered', 5, now(), now())`},
@@ -516,8 +523,11 @@ func TestClaimCursorRefusesRecordsOfAnotherServer(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			db := pgtest.New(t)
 			stateDSN := ""
-			if tc.split {
+			switch {
+			case tc.split:
 				stateDSN = pgtest.New(t).DSN
+			case tc.respelt:
+				stateDSN = db.DSN + "&application_name=walhook-state"
 			}
 			s, err := store.OpenSplit(ctx, db.DSN, stateDSN, "walhook", 4)
 			if err != nil {

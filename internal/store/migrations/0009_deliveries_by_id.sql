@@ -14,11 +14,13 @@
 ALTER TABLE events ADD COLUMN committed_at timestamptz;
 
 -- Ids of the form msg_<13 hex digits of microseconds><hash>, as DeliveryID
--- makes them, give their event's commit time.
+-- makes them, give their event's commit time; all of an event's share it.
+-- (Ids of an earlier form, msg_<LSN in hex>..., read as a time of 1970: the
+-- range of ids it gives still holds them, so they are found by event.)
 UPDATE events e SET committed_at = 'epoch'::timestamptz
         + ('x' || lpad(substr(d.id, 5, 13), 16, '0'))::bit(64)::bigint * interval '1 microsecond'
-    FROM (SELECT DISTINCT ON (event_id) event_id, id FROM deliveries ORDER BY event_id, id) d
-    WHERE d.event_id = e.id AND d.id ~ '^msg_[0-9a-f]{13}';
+    FROM (SELECT event_id, min(id) AS id FROM deliveries WHERE id ~ '^msg_[0-9a-f]{13}' GROUP BY event_id) d
+    WHERE d.event_id = e.id;
 
 CREATE INDEX deliveries_endpoint_id_idx ON deliveries (endpoint_id, id);
 DROP INDEX deliveries_endpoint_created_idx;
