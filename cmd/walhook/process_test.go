@@ -9,6 +9,7 @@ package main_test
 // WALHOOK_TEST_CRASH_EVENTS and WALHOOK_TEST_CRASH_KILLS to run them longer.
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -377,8 +378,10 @@ func killNineRepeatedly(t *testing.T, stateAside, spilling bool) {
 	// Spread the events over the kills so every restart lands mid-stream.
 	pause := time.Duration(kills) * 1200 * time.Millisecond / time.Duration(events/50)
 	go func() { defer close(produced); produce(ctx, t, db.DSN, 0, events, 50, pause) }()
+	var spilled float64 // by the processes killed, as last scraped
 	for i := 0; i < kills; i++ {
 		time.Sleep(time.Duration(700+200*i%500) * time.Millisecond)
+		spilled += p.spilledBytes()
 		p.kill()
 		t.Logf("kill -9 #%d at %d distinct events received", i+1, rcv.distinct())
 		p = serve(t, environ)
@@ -392,6 +395,9 @@ func killNineRepeatedly(t *testing.T, stateAside, spilling bool) {
 	dups := rcv.check(t, committed)
 	waitfor.True(t, "every delivery recorded as delivered", time.Minute, func() bool { return statusCounts(t, recordsDSN)["delivered"] == events })
 	t.Logf("%d events, %d kills: 0 lost, %d duplicate requests (same webhook-id), %.2f%%", events, kills, dups, 100*float64(dups)/float64(events))
+	if spilled += p.spilledBytes(); spilling && spilled == 0 {
+		t.Error("no catch-up went through the read-ahead's file")
+	}
 	p.terminate(30 * time.Second)
 }
 
@@ -540,4 +546,22 @@ func TestFailuresThenSuccessEndDeliveredWithExactAttempts(t *testing.T) {
 		t.Errorf("%d deliveries with an attempt count other than their failures + 1, or an attempt log of another length", wrong)
 	}
 	p.terminate(10 * time.Second)
+}
+
+// spilledBytes is walhook_replication_spilled_bytes_total as the process
+// reports it now; 0 when it cannot be read (a process still starting).
+func (p *proc) spilledBytes() float64 {
+	resp, err := http.Get("http://" + p.admin + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "walhook_replication_spilled_bytes_total "); ok {
+			n, _ := strconv.ParseFloat(v, 64)
+			return n
+		}
+	}
+	return 0
 }

@@ -22,6 +22,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"time"
@@ -219,7 +220,7 @@ func (s *Server) start(ctx context.Context, dsn string) error {
 	})
 	if cfg.Replication.SpillBytes > 0 {
 		// A spill directory that cannot be written would only show during
-		// a backlog, as a stream that reconnects again and again.
+		// a backlog, as a warning and a spill turned off.
 		f, err := os.CreateTemp(cfg.Replication.SpillDir, "walhook-read-ahead-check-*")
 		if err != nil {
 			return fmt.Errorf("replication.spill_dir: %w", err)
@@ -227,6 +228,10 @@ func (s *Server) start(ctx context.Context, dsn string) error {
 		f.Close()
 		if err := os.Remove(f.Name()); err != nil {
 			return fmt.Errorf("replication.spill_dir: %w", err)
+		}
+		if dir := filepath.Dir(f.Name()); memoryBacked(dir) {
+			log.Warn("replication.spill_dir is memory-backed (tmpfs): a backlog spilled there takes memory, up to replication.spill_bytes; set it to a directory on disk",
+				"dir", dir, "spill_bytes", cfg.Replication.SpillBytes)
 		}
 	}
 	s.Stream = stream.New(stream.Options{
@@ -405,11 +410,14 @@ func (s *Server) heartbeat(ctx context.Context) {
 func (s *Server) observe(ctx context.Context, m *metrics.Metrics) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	var spilled int64
 	for {
 		st := s.Stream.Status()
 		m.ReceivedLSN.Set(float64(st.Received))
 		m.ReadAheadBytes.Set(float64(st.ReadAheadBytes))
 		m.SpillBytes.Set(float64(st.SpillBytes))
+		m.SpilledBytes.Add(float64(st.SpilledBytes - spilled))
+		spilled = st.SpilledBytes
 		if st.Connected {
 			m.StreamConnected.Set(1)
 		} else {

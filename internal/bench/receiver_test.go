@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/walhook/walhook/internal/signature"
+	"github.com/walhook/walhook/internal/waitfor"
 )
 
 // testReceiver starts a receiver with a fresh secret and returns it with a
@@ -238,6 +239,7 @@ func TestLeanServerHangsUntilTheSenderGivesUp(t *testing.T) {
 	if _, err := io.WriteString(c, "POST /hook HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"); err != nil {
 		t.Fatal(err)
 	}
+	waitfor.True(t, "the second request read and held", 5*time.Second, func() bool { return rc.requestCount() == 2 })
 	closed := make(chan struct{})
 	go func() {
 		defer close(closed)

@@ -62,6 +62,7 @@ type Metrics struct {
 	StreamConnected prometheus.Gauge
 	ReadAheadBytes  prometheus.Gauge
 	SpillBytes      prometheus.Gauge
+	SpilledBytes    prometheus.Counter
 	BatchRows       prometheus.Histogram
 	FlushDuration   prometheus.Histogram
 	BuildInfo       *prometheus.GaugeVec
@@ -177,10 +178,13 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "walhook_replication_connected", Help: "1 while the replication stream is connected.",
 		}),
 		ReadAheadBytes: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "walhook_replication_read_ahead_bytes", Help: "Bytes of transactions received and waiting in memory for the pipeline (replication.read_ahead_bytes bounds it).",
+			Name: "walhook_replication_read_ahead_bytes", Help: "Bytes of transactions received and in memory for the pipeline, the one it is handling included (replication.read_ahead_bytes bounds it).",
 		}),
 		SpillBytes: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "walhook_replication_spill_bytes", Help: "Bytes of transactions received and waiting in the read-ahead's file (replication.spill_bytes bounds it): a backlog walhook is working through.",
+			Name: "walhook_replication_spill_bytes", Help: "Bytes of transactions received and waiting in the read-ahead's file: a backlog walhook is working through (replication.spill_bytes bounds what is written to the file until it is empty again).",
+		}),
+		SpilledBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "walhook_replication_spilled_bytes_total", Help: "Bytes of transactions written to the read-ahead's file: how often, and how far, backlogs outgrew replication.read_ahead_bytes.",
 		}),
 		BatchRows: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "walhook_store_batch_rows", Help: "Rows written per group commit.",
@@ -195,7 +199,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"version", "goversion"}),
 	}
 	reg.MustRegister(m.Events, m.DeadLetters, m.Deliveries, m.Attempts, m.AttemptDuration, m.EndToEnd, m.InFlight,
-		m.RetryScheduled, m.RetryDue, m.ReceivedLSN, m.ConfirmedLSN, m.StreamConnected, m.ReadAheadBytes, m.SpillBytes, m.BatchRows, m.FlushDuration, m.BuildInfo,
+		m.RetryScheduled, m.RetryDue, m.ReceivedLSN, m.ConfirmedLSN, m.StreamConnected, m.ReadAheadBytes, m.SpillBytes, m.SpilledBytes, m.BatchRows, m.FlushDuration, m.BuildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.children = map[*prometheus.CounterVec]map[string]prometheus.Counter{}
 	m.resolve(m.Events, EventRouted, EventNoSubscriber, EventDeadLettered)

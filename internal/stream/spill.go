@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -41,6 +42,8 @@ type spill struct {
 	// off: writing failed (a full disk, say); the read-ahead goes on in
 	// memory only, as without a spill, for the rest of the session.
 	off bool
+	// written, when not nil, counts the bytes ever written, for metrics.
+	written *atomic.Int64
 }
 
 // errSpillOff reports, once, that the spill stopped being used.
@@ -115,6 +118,9 @@ func (sp *spill) put(t *Txn) (bool, error) {
 		return false, sp.giveUp(err)
 	}
 	sp.wOff += int64(len(rec))
+	if sp.written != nil {
+		sp.written.Add(int64(len(rec)))
+	}
 	sp.pending++
 	return true, nil
 }

@@ -162,6 +162,7 @@ type Stream struct {
 	confirmed    atomic.Uint64             // highest flush position sent
 	lastActivity atomic.Int64              // unix nanos of the last message from the server
 	readAhead    atomic.Pointer[readAhead] // the session's; nil between sessions
+	spilled      atomic.Int64              // bytes ever written to read-ahead files
 }
 
 // New makes a stream; Run starts it.
@@ -186,13 +187,13 @@ type Status struct {
 	LastActivity time.Time
 	// ReadAheadBytes are taken by transactions read ahead in memory, and
 	// SpillBytes by those waiting in the read-ahead's file: a backlog the
-	// handler has yet to take.
-	ReadAheadBytes, SpillBytes int64
+	// handler has yet to take. SpilledBytes were ever written to that file.
+	ReadAheadBytes, SpillBytes, SpilledBytes int64
 }
 
 // Status reports the stream's state; safe from any goroutine.
 func (s *Stream) Status() Status {
-	st := Status{Connected: s.connected.Load(), Received: s.received.Load(), Confirmed: s.confirmed.Load()}
+	st := Status{Connected: s.connected.Load(), Received: s.received.Load(), Confirmed: s.confirmed.Load(), SpilledBytes: s.spilled.Load()}
 	if n := s.lastActivity.Load(); n != 0 {
 		st.LastActivity = time.Unix(0, n)
 	}
@@ -268,6 +269,7 @@ func (s *Stream) session(ctx context.Context, handled *uint64) (err error) {
 	ra := newReadAhead(s.opts.ReadAhead)
 	if s.opts.Spill > 0 {
 		ra.spill = newSpill(s.opts.Spill, s.opts.SpillDir)
+		ra.spill.written = &s.spilled
 	}
 	s.readAhead.Store(ra)
 	hctx, stopHandler := context.WithCancel(ctx)

@@ -650,8 +650,9 @@ func TestReadsAheadWhileTheHandlerIsBusy(t *testing.T) {
 				// Memory takes one transaction past its bound when it holds
 				// none; the spill takes the rest.
 				st := s.Status()
-				if st.ReadAheadBytes == 0 || (st.SpillBytes > 0) != (tt.spill > 0) {
-					t.Fatalf("waiting: %d bytes in memory, %d in the spill; want some in memory, and in the spill: %v", st.ReadAheadBytes, st.SpillBytes, tt.spill > 0)
+				if st.ReadAheadBytes == 0 || (st.SpillBytes > 0) != (tt.spill > 0) || st.SpilledBytes != st.SpillBytes {
+					t.Fatalf("waiting: %d bytes in memory, %d in the spill (%d ever written); want some in memory, and in the spill: %v",
+						st.ReadAheadBytes, st.SpillBytes, st.SpilledBytes, tt.spill > 0)
 				}
 			} else {
 				// Not reading on can only be seen over a while: ten status
@@ -669,8 +670,8 @@ func TestReadsAheadWhileTheHandlerIsBusy(t *testing.T) {
 				}
 			}
 			waitfor.True(t, "nothing waiting once all is handed over", waitFor, func() bool {
-				st := s.Status()
-				return st.ReadAheadBytes == 0 && st.SpillBytes == 0
+				st := s.Status() // in the same session: a new one starts from nothing
+				return st.Connected && st.ReadAheadBytes == 0 && st.SpillBytes == 0
 			})
 		})
 	}

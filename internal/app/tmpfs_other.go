@@ -1,0 +1,6 @@
+//go:build !linux
+
+package app
+
+// memoryBacked is only known on Linux.
+func memoryBacked(string) bool { return false }
